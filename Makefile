@@ -1,0 +1,33 @@
+# gpvi: two commands for users (`make demo`, `make test`), a few for developers.
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.gpvi-installed
+# The CPU build of torch lives in a local wheel folder on these machines; never let pip pick a newer one.
+WHEELS  := $(wildcard /opt/wheels)
+PIPFLAGS := -q $(if $(WHEELS),--find-links $(WHEELS),)
+
+.PHONY: demo test test-all lint install clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(PIPFLAGS) "torch==2.13.0"
+	$(PY) -m pip install $(PIPFLAGS) -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/gpvi demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q -m "slow or not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check gpvi tests studies
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

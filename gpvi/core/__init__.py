@@ -1,0 +1,28 @@
+"""The shared core: likelihood expectations, Gaussian sites, objectives and dense linear algebra."""
+
+from gpvi.core.likelihoods import (
+    ExpectationGrads,
+    ExpPoissonLikelihood,
+    LogitBernoulliLikelihood,
+    expected_log_prob,
+    expected_log_prob_and_grads,
+)
+from gpvi.core.linalg import NotPSDError, cholesky
+from gpvi.core.objectives import ElboParts, elbo, ep_log_marginal, kl_whitened
+from gpvi.core.sites import GaussianSites, sites_from_grads
+
+__all__ = [
+    "ElboParts",
+    "ExpPoissonLikelihood",
+    "ExpectationGrads",
+    "GaussianSites",
+    "LogitBernoulliLikelihood",
+    "NotPSDError",
+    "cholesky",
+    "elbo",
+    "ep_log_marginal",
+    "expected_log_prob",
+    "expected_log_prob_and_grads",
+    "kl_whitened",
+    "sites_from_grads",
+]

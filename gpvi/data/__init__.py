@@ -1,0 +1,31 @@
+"""Data sets: UCI regression benchmarks, synthetic GP draws, and small classification sets.
+
+``uci.load(name, split)`` reads the offline UCI copy (see :mod:`gpvi.data.uci` for where it is
+looked for); ``synthetic.gp_draw`` gives exact GP prior draws with known hyperparameters;
+``classification`` wraps scikit-learn's bundled breast-cancer and digits sets.
+"""
+
+from __future__ import annotations
+
+from gpvi.data import classification, synthetic, uci
+from gpvi.data.classification import breast_cancer, digits, train_test_split
+from gpvi.data.synthetic import GPDraw, banana, gp_draw
+from gpvi.data.uci import UCIData
+
+load_uci = uci.load
+available_uci = uci.available
+
+__all__ = [
+    "GPDraw",
+    "UCIData",
+    "available_uci",
+    "banana",
+    "breast_cancer",
+    "classification",
+    "digits",
+    "gp_draw",
+    "load_uci",
+    "synthetic",
+    "train_test_split",
+    "uci",
+]

@@ -1,0 +1,247 @@
+"""Whitened sparse variational GP strategy, written against inducing features.
+
+Hensman, Fusi & Lawrence (2013), "Gaussian Processes for Big Data", UAI; Hensman, Matthews &
+Ghahramani (2015), "Scalable Variational Gaussian Process Classification", AISTATS.
+
+With Kuu = L Lᵀ (+ jitter), u = E[u] + L v, q(v) = N(m, S) and p(v) = N(0, I):
+
+    q(f(X)) = N( μ(X) + Kfu L⁻ᵀ m,   Kff + Kfu W Kuf ),    W = L⁻ᵀ (S − I) L⁻¹
+    KL[q(v) ‖ p(v)] = ½ (tr S + mᵀm − M − log|S|)
+
+Shapes: X (*b, N, D); m (*b, M); S, Kuu, W (*b, M, M); Kuf (*b, M, N); the marginals (*b, N).
+Cost per training step: one M×M Cholesky and inverse (O(M³)), one (M×M)(M×N) product for the
+variances and one for their gradient (O(N M²)). Grouping L⁻ᵀ(S − I)L⁻¹ once per step (in float64)
+replaces gpytorch's two triangular solves against Kuf by a single matrix product.
+
+Caching: in eval mode the M×M terms (L, L⁻¹, W, L⁻ᵀm) are cached, keyed on the storage and
+version counter of every parameter and buffer of the model, so any change (an optimiser step,
+`load_state_dict`, `.to()`) invalidates them; as in gpytorch (`detach_test_caches`) the cached
+terms are detached from the hyperparameters. Nothing is cached in train mode.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, NamedTuple
+
+import torch
+from gpytorch.distributions import MultivariateNormal
+from gpytorch.module import Module
+from gpytorch.variational import CholeskyVariationalDistribution, _VariationalDistribution, _VariationalStrategy
+from linear_operator.operators import DiagLinearOperator
+from torch import Tensor
+
+from gpvi.core.linalg import cholesky, default_jitter, eye_like, tri_inverse, tri_solve
+from gpvi.core.objectives import kl_whitened
+from gpvi.features.base import InducingFeatures
+
+
+class WhitenedTerms(NamedTuple):
+    """The M×M quantities every prediction needs; see the module docstring."""
+
+    chol_Kuu: Tensor  # L            (*b, M, M)
+    inv_chol_Kuu: Tensor  # L⁻¹      (*b, M, M)
+    middle: Tensor  # W = L⁻ᵀ(S − I)L⁻¹  (*b, M, M)
+    mean_weights: Tensor  # L⁻ᵀ m    (*b, M)
+
+
+class FixedGaussian(_VariationalDistribution):
+    """q(v) = N(mean, scale_tril scale_trilᵀ) held as given tensors, not trained.
+
+    Used by conditioned (fantasy) models, whose q depends on the new inputs and targets: the
+    tensors may carry an autograd graph back to them (qKG, qNIPV differentiate through it).
+    """
+
+    def __init__(self, mean: Tensor, scale_tril: Tensor) -> None:
+        super().__init__(num_inducing_points=mean.shape[-1], batch_shape=mean.shape[:-1])
+        self.register_buffer("variational_mean", mean)
+        self.register_buffer("chol_variational_covar", scale_tril)
+
+    def forward(self) -> MultivariateNormal:
+        tril = self.chol_variational_covar
+        return MultivariateNormal(self.variational_mean, tril @ tril.mT)
+
+    def initialize_variational_distribution(self, prior_dist: MultivariateNormal) -> None:
+        """Nothing to initialise: the distribution is given."""
+
+
+class Marginals(NamedTuple):
+    """q(f(x)) marginals: mean = prior_mean + centred_mean; all (*b, N) except Kuf (*b, M, N)."""
+
+    prior_mean: Tensor
+    centred_mean: Tensor
+    var: Tensor
+    Kuf: Tensor
+    terms: WhitenedTerms
+
+
+class WhitenedSVGPStrategy(_VariationalStrategy):
+    """Whitened SVGP over any `InducingFeatures` (see the module docstring for the formulas).
+
+    Args:
+        model: The gpytorch `ApproximateGP` owning ``mean_module`` and ``covar_module``.
+        features: The inducing features (inducing points, or inter-domain features).
+        variational_distribution: q(v); a `CholeskyVariationalDistribution` of shape (*b, M).
+        jitter: Added to the diagonal of Kuu (default 1e-6 in float64).
+        whiten: If False, q's parameters describe the centred u − E[u] = L v directly
+            (unwhitened); the algebra maps them to v with L⁻¹ first, so both give the same q(f).
+    """
+
+    def __init__(
+        self,
+        model: Module,
+        features: InducingFeatures,
+        variational_distribution: CholeskyVariationalDistribution,
+        jitter: float | None = None,
+        whiten: bool = True,
+    ) -> None:
+        # The base __init__ insists on registering an `inducing_points` tensor of its own; here
+        # the features are the single source of truth, so only Module's init runs.
+        Module.__init__(self)
+        object.__setattr__(self, "model", model)
+        self.features = features
+        self._variational_distribution = variational_distribution
+        self._jitter_val = jitter
+        self.whiten = whiten
+        self.register_buffer("variational_params_initialized", torch.tensor(0))
+        self._eval_cache: tuple[tuple, WhitenedTerms] | None = None
+
+    # -- what BoTorch and gpytorch read ---------------------------------------------------------
+    @property
+    def inducing_points(self) -> Tensor:
+        """Z (*b, M, D) for point features (read by BoTorch's pathwise sampling)."""
+        Z = self.features.locations
+        if Z is None:
+            raise AttributeError(f"{type(self.features).__name__} features have no input locations.")
+        return Z
+
+    @property
+    def jitter_val(self) -> float:
+        if self._jitter_val is None:
+            return default_jitter(self._dtype)
+        return self._jitter_val
+
+    @jitter_val.setter
+    def jitter_val(self, value: float) -> None:
+        self._jitter_val = value
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        return self._variational_distribution.variational_mean.dtype
+
+    @property
+    def prior_distribution(self) -> MultivariateNormal:
+        """p(v) = N(0, I), shaped like q(v)."""
+        q = self._variational_distribution
+        zeros = torch.zeros(q.shape(), dtype=q.variational_mean.dtype, device=q.variational_mean.device)
+        return MultivariateNormal(zeros, DiagLinearOperator(torch.ones_like(zeros)))
+
+    def kl_divergence(self) -> Tensor:
+        """KL[q(v) ‖ N(0, I)] = KL[q(u) ‖ p(u)] in closed form, (*b,)."""
+        if self.whiten:
+            return kl_whitened(*self.q_parameters())
+        return kl_whitened(*self.whitened_q(self.whitened_terms().chol_Kuu))
+
+    # -- q(v) -----------------------------------------------------------------------------------
+    def q_parameters(self) -> tuple[Tensor, Tensor]:
+        """(m (*b, M), lower-triangular S^{1/2} (*b, M, M)) of q(v)."""
+        self._initialize_if_needed()
+        q = self._variational_distribution
+        return q.variational_mean, q.chol_variational_covar.tril()
+
+    def whitened_q(self, chol_Kuu: Tensor) -> tuple[Tensor, Tensor]:
+        """(m, S^{1/2}) of q(v) whatever the parameterisation: raw, or L⁻¹ times the u-space ones."""
+        mean, tril = self.q_parameters()
+        if self.whiten:
+            return mean, tril
+        mean = tri_solve(chol_Kuu, mean.unsqueeze(-1)).squeeze(-1)
+        return mean, tri_solve(chol_Kuu, tril)
+
+    @torch.no_grad()
+    def set_q(self, mean: Tensor, scale_tril: Tensor, chol_Kuu: Tensor | None = None) -> None:
+        """Overwrite q(v) = N(mean, scale_tril scale_trilᵀ) in place (v-space arguments).
+
+        For an unwhitened strategy they are mapped to u-space with L = ``chol_Kuu``
+        (computed at the current hyperparameters when not given).
+        """
+        if not self.whiten:
+            L = self.compute_terms().chol_Kuu if chol_Kuu is None else chol_Kuu
+            mean, scale_tril = (L @ mean.unsqueeze(-1)).squeeze(-1), L @ scale_tril
+        q = self._variational_distribution
+        q.variational_mean.copy_(mean.expand_as(q.variational_mean))
+        q.chol_variational_covar.copy_(scale_tril.expand_as(q.chol_variational_covar))
+        self.variational_params_initialized.fill_(1)
+
+    def _initialize_if_needed(self) -> None:
+        if not self.variational_params_initialized.item():
+            self._variational_distribution.initialize_variational_distribution(self.prior_distribution)
+            self.variational_params_initialized.fill_(1)
+
+    # -- the M×M algebra ------------------------------------------------------------------------
+    def whitened_terms(self) -> WhitenedTerms:
+        """L, L⁻¹, W and L⁻ᵀm at the current parameters (cached in eval mode)."""
+        if self.training or self._carries_graph():
+            self._eval_cache = None
+            return self.compute_terms()
+        key = self._state_key()
+        if self._eval_cache is None or self._eval_cache[0] != key:
+            with torch.no_grad():
+                self._eval_cache = (key, self.compute_terms())
+        return self._eval_cache[1]
+
+    def clear_cache(self) -> None:
+        """Drop the eval-mode cache (never needed for correctness; frees memory)."""
+        self._eval_cache = None
+
+    def _carries_graph(self) -> bool:
+        """True for conditioned models whose features or q depend on differentiable inputs."""
+        return any(b.requires_grad for b in self.buffers())
+
+    def _state_key(self) -> tuple:
+        tensors = itertools.chain(self.model.parameters(), self.model.buffers())
+        return tuple((t.data_ptr(), t._version, t.shape, t.dtype, t.device) for t in tensors)
+
+    def compute_terms(self) -> WhitenedTerms:
+        """L, L⁻¹, W and L⁻ᵀm, computed now (differentiable; no cache)."""
+        self._initialize_if_needed()
+        Kuu = self.features.Kuu(self.model.covar_module)
+        L = cholesky(Kuu + self.jitter_val * eye_like(Kuu), jitter=self.jitter_val, what="Kuu")
+        mean, tril = self.whitened_q(L)
+        L_inv = tri_inverse(L)
+        B = tril.mT @ L_inv  # S^{1/2}ᵀ L⁻¹
+        middle = B.mT @ B - L_inv.mT @ L_inv
+        mean_weights = (L_inv.mT @ mean.unsqueeze(-1)).squeeze(-1)
+        return WhitenedTerms(L, L_inv, 0.5 * (middle + middle.mT), mean_weights)
+
+    # -- q(f) -----------------------------------------------------------------------------------
+    def __call__(self, x: Tensor, prior: bool = False, diag: bool = True, **kwargs: Any) -> MultivariateNormal:
+        """q(f(x)) = ∫ p(f(x) | u) q(u) du, or the prior p(f(x)) when ``prior=True``.
+
+        In train mode with ``diag=True`` the covariance is diagonal (the ELBO needs only marginals).
+        """
+        if prior:
+            return self.model.forward(x)
+        terms = self.whitened_terms()
+        kernel = self.model.covar_module
+        Kuf = self.features.Kuf(kernel, x)  # (*b, M, N)
+        mean = self.model.mean_module(x) + (terms.mean_weights.unsqueeze(-2) @ Kuf).squeeze(-2)
+        WKuf = terms.middle @ Kuf
+        if diag and self.training:
+            var = kernel(x, diag=True) + (WKuf * Kuf).sum(-2)
+            return MultivariateNormal(mean, DiagLinearOperator(var.clamp_min(1e-10)))
+        covar = kernel(x).to_dense() + Kuf.mT @ WKuf
+        covar = 0.5 * (covar + covar.mT) + self.jitter_val * eye_like(covar)
+        return MultivariateNormal(mean, covar)
+
+    def marginals(self, x: Tensor) -> Marginals:
+        """The marginals of q(f(x)) and the pieces site updates reuse (see `Marginals`)."""
+        terms = self.whitened_terms()
+        kernel = self.model.covar_module
+        Kuf = self.features.Kuf(kernel, x)
+        prior_mean = self.model.mean_module(x)
+        centred = (terms.mean_weights.unsqueeze(-2) @ Kuf).squeeze(-2)
+        var = kernel(x, diag=True) + ((terms.middle @ Kuf) * Kuf).sum(-2)
+        return Marginals(prior_mean, centred, var.clamp_min(1e-10), Kuf, terms)
+
+
+__all__ = ["FixedGaussian", "Marginals", "WhitenedSVGPStrategy", "WhitenedTerms"]

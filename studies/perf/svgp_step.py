@@ -1,0 +1,481 @@
+"""Performance of one gpvi SVGP training step against gpytorch's own SVGP, and the linear-algebra floor.
+
+    .venv/bin/python studies/perf/svgp_step.py                 # full benchmark (a few minutes)
+    .venv/bin/python studies/perf/svgp_step.py --quick         # smoke test (small sizes, seconds)
+    .venv/bin/python studies/perf/svgp_step.py --m 256 --repeats 50 --out table.md
+
+What is timed (see studies/perf/README.md for the method):
+- step: forward + backward + Adam step on a random minibatch of B, for `gpvi.SVGP` (objective
+  `gpvi.fit.svgp_elbo`) and for gpytorch's `ApproximateGP` + `VariationalStrategy` +
+  `CholeskyVariationalDistribution` (objective `gpytorch.mlls.VariationalELBO`); both float64,
+  same data, same inducing inputs Z, same initial hyperparameters and q. The two models are timed
+  in interleaved rounds (alternating which goes first) and the median per-step time is reported.
+- predict: posterior mean + variance at 1024 test points in eval mode, no grad; "cold" is the
+  first prediction after a parameter change (gpvi: a parameter's version counter is bumped;
+  gpytorch: `train(); eval()` clears its caches), "warm" a repeated prediction.
+- peak memory: one fresh subprocess per (model, M) measures the peak resident memory of three
+  training steps above the resident memory just before them (Linux VmHWM after resetting it).
+- floor: a hand-written whitened SVGP step in raw torch (Matérn-5/2 ARD kernel, Cholesky,
+  triangular inverse, W = L⁻ᵀ(SSᵀ − I)L⁻¹, marginals, Gaussian expected log-likelihood, KL,
+  backward, Adam) with the same shapes; "floor fraction" = floor time / gpvi time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+DTYPE = torch.float64
+NUM_TEST = 1024
+SQRT5 = math.sqrt(5.0)
+
+
+# -- data and models ------------------------------------------------------------------------------
+def make_data(n: int, d: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """X ~ U[0, 1]^d and y = a smooth function of X plus N(0, 0.1²) noise, `n x d` and `n x 1`."""
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.rand(n, d, generator=gen, dtype=DTYPE)
+    w = torch.linspace(1.0, 0.3, d, dtype=DTYPE)
+    f = torch.sin(2 * math.pi * X @ w / w.sum() * 2) + 0.5 * torch.cos(3 * X[:, 0]) * X[:, -1]
+    y = f + 0.1 * torch.randn(n, generator=gen, dtype=DTYPE)
+    return X, y.unsqueeze(-1)
+
+
+def make_inducing(X: torch.Tensor, m: int, seed: int = 1) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return X[torch.randperm(X.shape[0], generator=gen)[:m]].clone()
+
+
+def initial_values(X: torch.Tensor, m: int) -> dict[str, torch.Tensor]:
+    """The shared initial state: gpvi's default lengthscale/noise, gpytorch's default outputscale."""
+    d = X.shape[-1]
+    return {
+        "lengthscale": (0.5 * d**0.5 * X.std(0).clamp_min(1e-3)).unsqueeze(0),
+        "outputscale": torch.tensor(math.log(2.0), dtype=DTYPE),  # softplus(0), gpytorch's default
+        "noise": torch.tensor([0.1], dtype=DTYPE),
+        "constant": torch.tensor(0.0, dtype=DTYPE),
+        "q_mean": torch.zeros(m, dtype=DTYPE),
+        "q_chol": torch.eye(m, dtype=DTYPE),
+    }
+
+
+@torch.no_grad()
+def _set_common(kernel, mean_module, likelihood, init: dict[str, torch.Tensor]) -> None:
+    kernel.base_kernel.lengthscale = init["lengthscale"]
+    kernel.outputscale = init["outputscale"]
+    likelihood.noise = init["noise"]
+    mean_module.constant.copy_(init["constant"])
+
+
+def build_gpvi(X, y, Z, init):
+    import gpvi
+
+    model = gpvi.SVGP(X, y, num_inducing=Z.shape[0], inducing=Z)
+    _set_common(model.model.covar_module, model.model.mean_module, model.likelihood, init)
+    model.strategy.set_q(init["q_mean"], init["q_chol"])
+    return model
+
+
+def build_gpytorch(X, y, Z, init):
+    import gpytorch
+    from gpytorch.constraints import GreaterThan
+    from gpytorch.kernels import MaternKernel, ScaleKernel
+    from gpytorch.means import ConstantMean
+    from gpytorch.variational import CholeskyVariationalDistribution, VariationalStrategy
+
+    d = X.shape[-1]
+
+    class GPyTorchSVGP(gpytorch.models.ApproximateGP):
+        def __init__(self, Z):
+            q = CholeskyVariationalDistribution(Z.shape[0])
+            super().__init__(VariationalStrategy(self, Z, q, learn_inducing_locations=True))
+            self.mean_module = ConstantMean()
+            self.covar_module = ScaleKernel(MaternKernel(nu=2.5, ard_num_dims=d))
+
+        def forward(self, x):
+            return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
+
+    model = GPyTorchSVGP(Z.clone()).to(DTYPE)
+    # the same noise parameterisation as gpvi's default likelihood (lower bound 1e-6)
+    likelihood = gpytorch.likelihoods.GaussianLikelihood(noise_constraint=GreaterThan(1e-6)).to(DTYPE)
+    _set_common(model.covar_module, model.mean_module, likelihood, init)
+    with torch.no_grad():
+        q = model.variational_strategy._variational_distribution
+        q.variational_mean.copy_(init["q_mean"])
+        q.chol_variational_covar.copy_(init["q_chol"])
+        model.variational_strategy.variational_params_initialized.fill_(1)
+    mll = gpytorch.mlls.VariationalELBO(likelihood, model, num_data=X.shape[0])
+    return model, likelihood, mll
+
+
+@dataclass
+class Stepper:
+    """One training step (forward, backward, Adam) and one prediction of one implementation."""
+
+    name: str
+    step: Callable[[torch.Tensor], float]
+    predict: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+    invalidate: Callable[[], None]  # make the next prediction cold
+    params: dict[str, torch.Tensor]  # short name (last component; Z for the inducing inputs) -> parameter
+
+
+def gpvi_stepper(X, y, Z, init, lr=0.01) -> Stepper:
+    from gpvi.fit import svgp_elbo
+
+    model = build_gpvi(X, y, Z, init)
+    N = X.shape[0]
+    Y = model.model.train_targets
+    params = _short_names(model.named_parameters())
+    adam = torch.optim.Adam(params.values(), lr=lr)
+    kernel_param = model.model.covar_module.base_kernel.raw_lengthscale
+
+    def step(idx):
+        model.train()
+        adam.zero_grad(set_to_none=True)
+        parts = svgp_elbo(model, X[idx], Y[idx], num_data=N)
+        loss = -parts.elbo / N
+        loss.backward()
+        adam.step()
+        return float(loss.detach())
+
+    def predict(Xt):
+        with torch.no_grad():
+            post = model.posterior(Xt)
+            return post.mean, post.variance
+
+    def invalidate():
+        with torch.no_grad():
+            kernel_param.add_(0.0)  # bumps the version counter: the eval cache is rebuilt
+
+    return Stepper("gpvi", step, predict, invalidate, params)
+
+
+def gpytorch_stepper(X, y, Z, init, lr=0.01) -> Stepper:
+    model, likelihood, mll = build_gpytorch(X, y, Z, init)
+    Y = y[..., 0]
+    params = _short_names([*model.named_parameters(), *likelihood.named_parameters()])
+    adam = torch.optim.Adam(params.values(), lr=lr)
+
+    def step(idx):
+        model.train()
+        likelihood.train()
+        adam.zero_grad(set_to_none=True)
+        loss = -mll(model(X[idx]), Y[idx])
+        loss.backward()
+        adam.step()
+        return float(loss.detach())
+
+    def predict(Xt):
+        with torch.no_grad():
+            dist = model(Xt)
+            return dist.mean, dist.variance
+
+    def invalidate():
+        model.train()  # gpytorch clears its prediction caches on train()
+        model.eval()
+
+    def eval_predict(Xt):
+        if model.training:
+            model.eval()
+        return predict(Xt)
+
+    return Stepper("gpytorch", step, eval_predict, invalidate, params)
+
+
+def _short_names(named) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, p in named:
+        if p.requires_grad:
+            short = name.rsplit(".", 1)[-1]
+            out["Z" if short == "inducing_points" else short] = p
+    return out
+
+
+# -- the linear-algebra floor: a hand-written whitened SVGP step in raw torch -----------------
+def matern52(A: torch.Tensor, B: torch.Tensor, lengthscale: torch.Tensor, outputscale: torch.Tensor):
+    """s · (1 + √5 r + 5r²/3) exp(−√5 r), r = ‖(a − b)/ℓ‖; `|A| x |B|`."""
+    a, b = A / lengthscale, B / lengthscale
+    d2 = (a * a).sum(-1, keepdim=True) + (b * b).sum(-1) - 2.0 * a @ b.mT
+    d2 = d2.clamp_min(1e-30)
+    s5r = SQRT5 * d2.sqrt()
+    return outputscale * (1.0 + s5r + (5.0 / 3.0) * d2) * torch.exp(-s5r)
+
+
+def floor_stepper(X, y, Z, init, lr=0.01, jitter=1e-6) -> Stepper:
+    N, M = X.shape[0], Z.shape[0]
+    Y = y[..., 0]
+    inv_softplus = lambda v: v + torch.log(-torch.expm1(-v))
+    raw_ls = inv_softplus(init["lengthscale"][0]).clone().requires_grad_(True)
+    raw_os = inv_softplus(init["outputscale"]).clone().requires_grad_(True)
+    raw_noise = inv_softplus(init["noise"][0] - 1e-6).clone().requires_grad_(True)
+    const = init["constant"].clone().requires_grad_(True)
+    Zp = Z.clone().requires_grad_(True)
+    m = init["q_mean"].clone().requires_grad_(True)
+    S_raw = init["q_chol"].clone().requires_grad_(True)
+    params = {"raw_lengthscale": raw_ls, "raw_outputscale": raw_os, "raw_noise": raw_noise,
+              "raw_constant": const, "Z": Zp, "variational_mean": m, "chol_variational_covar": S_raw}
+    adam = torch.optim.Adam(params.values(), lr=lr)
+    eye = torch.eye(M, dtype=DTYPE)
+
+    def step(idx):
+        adam.zero_grad(set_to_none=True)
+        Xb, yb = X[idx], Y[idx]
+        ls = torch.nn.functional.softplus(raw_ls)
+        os_ = torch.nn.functional.softplus(raw_os)
+        noise = torch.nn.functional.softplus(raw_noise) + 1e-6
+        Kuu = matern52(Zp, Zp, ls, os_) + jitter * eye
+        L = torch.linalg.cholesky(Kuu)
+        Linv = torch.linalg.solve_triangular(L, eye, upper=False)
+        S_half = S_raw.tril()
+        A = S_half.mT @ Linv
+        W = A.mT @ A - Linv.mT @ Linv
+        Kuf = matern52(Zp, Xb, ls, os_)
+        mean = const + Kuf.mT @ (Linv.mT @ m)
+        var = os_ + ((W @ Kuf) * Kuf).sum(0)
+        ell = -0.5 * (torch.log(2 * math.pi * noise) + ((yb - mean) ** 2 + var) / noise)
+        log_det = 2.0 * S_half.diagonal().abs().log().sum()
+        kl = 0.5 * (S_half.pow(2).sum() + m.pow(2).sum() - M - log_det)
+        loss = -(ell.sum() * (N / Xb.shape[0]) - kl) / N
+        loss.backward()
+        adam.step()
+        return float(loss.detach())
+
+    def no_predict(Xt):
+        raise NotImplementedError
+
+    return Stepper("floor", step, no_predict, lambda: None, params)
+
+
+# -- timing ---------------------------------------------------------------------------------------
+def time_steps(steppers: list[Stepper], batches: list[torch.Tensor], warmup: int) -> dict[str, list[float]]:
+    """Per-step seconds of each stepper, in interleaved rounds (the order alternates every round)."""
+    for i in range(warmup):
+        for s in steppers:
+            s.step(batches[i % len(batches)])
+    times: dict[str, list[float]] = {s.name: [] for s in steppers}
+    for r, idx in enumerate(batches):
+        order = steppers if r % 2 == 0 else steppers[::-1]
+        for s in order:
+            t0 = time.perf_counter()
+            s.step(idx)
+            times[s.name].append(time.perf_counter() - t0)
+    return times
+
+
+def time_predictions(steppers: list[Stepper], Xt: torch.Tensor, repeats: int) -> dict[str, list[float]]:
+    """Cold and warm prediction times of each stepper, interleaved."""
+    for s in steppers:  # first call: any lazy setup
+        s.invalidate()
+        s.predict(Xt)
+    times: dict[str, list[float]] = {}
+    for r in range(repeats):
+        order = steppers if r % 2 == 0 else steppers[::-1]
+        for s in order:
+            s.invalidate()
+            t0 = time.perf_counter()
+            s.predict(Xt)
+            t1 = time.perf_counter()
+            s.predict(Xt)
+            t2 = time.perf_counter()
+            times.setdefault(f"{s.name}/cold", []).append(t1 - t0)
+            times.setdefault(f"{s.name}/warm", []).append(t2 - t1)
+    return times
+
+
+def check_agreement(X, y, Z, init, idx) -> tuple[float, float]:
+    """|loss_gpvi − loss_gpytorch| and the max relative gradient difference at the shared start."""
+    a, b = gpvi_stepper(X, y, Z, init, lr=0.0), gpytorch_stepper(X, y, Z, init, lr=0.0)
+    la, lb = a.step(idx), b.step(idx)
+    if sorted(a.params) != sorted(b.params):
+        raise RuntimeError(f"parameter sets differ: {sorted(a.params)} vs {sorted(b.params)}")
+    rel = max(
+        float((a.params[k].grad - b.params[k].grad).abs().max() / b.params[k].grad.abs().max().clamp_min(1e-12))
+        for k in a.params
+    )
+    return abs(la - lb), rel
+
+
+# -- memory: one subprocess per (implementation, M) ----------------------------------------------
+def _proc_status_kb(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _reset_hwm() -> bool:
+    """Reset the peak RSS (VmHWM) to the current RSS (Linux >= 4.0); False when not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _tensor_peak_bytes(step: Callable[[], object]) -> int:
+    """Peak of live tensor bytes allocated during ``step`` (torch.profiler allocation records)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    records = sorted(
+        (e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"
+    )
+    live = peak = 0
+    for _, nbytes in records:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
+
+
+def memory_child(args) -> None:
+    """Run in a fresh process: peak memory of 3 training steps of one implementation."""
+    X, y = make_data(args.n, args.d, seed=0)
+    m = args.m[0]
+    Z = make_inducing(X, m)
+    init = initial_values(X, m)
+    make = gpvi_stepper if args.memory_child == "gpvi" else gpytorch_stepper
+    stepper = make(X, y, Z, init)
+    gen = torch.Generator().manual_seed(2)
+    batches = [torch.randperm(args.n, generator=gen)[: args.batch] for _ in range(5)]
+    stepper.step(batches[0])  # warm-up: Adam state, lazy initialisation
+    tensor_peak = _tensor_peak_bytes(lambda: stepper.step(batches[1]))
+    gc.collect()
+    base = _proc_status_kb("VmRSS")
+    reset = _reset_hwm()
+    for idx in batches[2:5]:
+        stepper.step(idx)
+    peak = _proc_status_kb("VmHWM")
+    print(json.dumps({"rss_peak_mb": (peak - base) / 1024, "tensor_peak_mb": tensor_peak / 2**20,
+                      "hwm_reset": reset}))
+
+
+def measure_memory(impl: str, m: int, args) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", impl, "--m", str(m),
+           "--n", str(args.n), "--batch", str(args.batch), "--d", str(args.d)]
+    # A fixed mmap threshold turns off glibc's dynamic threshold, so freed tensors above 128 KiB go
+    # back to the OS at once and the resident set follows live tensor memory.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# -- report ---------------------------------------------------------------------------------------
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_line() -> str:
+    import gpytorch
+
+    return (f"torch {torch.__version__}, gpytorch {gpytorch.__version__}, python {platform.python_version()}, "
+            f"threads {torch.get_num_threads()}, CPU {cpu_model()} ({os.cpu_count()} logical cores)")
+
+
+def med_ms(values: list[float]) -> float:
+    return 1e3 * statistics.median(values)
+
+
+def run(args) -> str:
+    import gpvi  # noqa: F401  (gpvi's warnings filter precedes gpytorch)
+
+    X, y = make_data(args.n, args.d, seed=0)
+    Xt = torch.rand(NUM_TEST, args.d, generator=torch.Generator().manual_seed(3), dtype=DTYPE)
+    header = (
+        "| M | gpvi step ms | gpytorch step ms | ratio gpvi/gpytorch | gpvi predict ms (cold/warm) "
+        "| gpytorch predict ms (cold/warm) | predict ratio (cold/warm) | peak MB gpvi | peak MB gpytorch "
+        "| memory ratio | floor ms | floor fraction |"
+    )
+    lines = [header, "|" + "---|" * 12]
+    notes = []
+    for m in args.m:
+        Z = make_inducing(X, m)
+        init = initial_values(X, m)
+        gen = torch.Generator().manual_seed(2)
+        batches = [torch.randperm(args.n, generator=gen)[: args.batch] for _ in range(args.repeats)]
+        dloss, dgrad = check_agreement(X, y, Z, init, batches[0])
+        steppers = [gpvi_stepper(X, y, Z, init), gpytorch_stepper(X, y, Z, init)]
+        floor = floor_stepper(X, y, Z, init)
+        st = time_steps(steppers + [floor], batches, args.warmup)
+        pt = time_predictions(steppers, Xt, max(5, args.repeats // 2))
+        mem = {impl: measure_memory(impl, m, args) for impl in ("gpvi", "gpytorch")} if not args.no_memory \
+            else {impl: {"rss_peak_mb": float("nan"), "tensor_peak_mb": float("nan")} for impl in ("gpvi", "gpytorch")}
+        g, t, f = med_ms(st["gpvi"]), med_ms(st["gpytorch"]), med_ms(st["floor"])
+        gc_, gw = med_ms(pt["gpvi/cold"]), med_ms(pt["gpvi/warm"])
+        tc, tw = med_ms(pt["gpytorch/cold"]), med_ms(pt["gpytorch/warm"])
+        mg, mt = mem["gpvi"]["rss_peak_mb"], mem["gpytorch"]["rss_peak_mb"]
+        lines.append(
+            f"| {m} | {g:.1f} | {t:.1f} | {g / t:.2f} | {gc_:.1f} / {gw:.1f} | {tc:.1f} / {tw:.1f} "
+            f"| {gc_ / tc:.2f} / {gw / tw:.2f} | {mg:.1f} | {mt:.1f} | {mg / mt:.2f} | {f:.1f} | {f / g:.2f} |"
+        )
+        notes.append(
+            f"M={m}: step-time IQR gpvi {_iqr_ms(st['gpvi'])}, gpytorch {_iqr_ms(st['gpytorch'])}, "
+            f"floor {_iqr_ms(st['floor'])}; tensor peak (torch.profiler) gpvi "
+            f"{mem['gpvi']['tensor_peak_mb']:.1f} MB, gpytorch {mem['gpytorch']['tensor_peak_mb']:.1f} MB; "
+            f"at the shared start |Δloss| = {dloss:.1e}, max rel. grad diff = {dgrad:.1e}"
+        )
+    setup = (f"N={args.n}, D={args.d}, B={args.batch}, float64, {args.repeats} timed steps per model "
+             f"(interleaved, after {args.warmup} warm-up), predictions at {NUM_TEST} test points")
+    return "\n".join([machine_line(), setup, "", *lines, "", *("- " + n for n in notes)])
+
+
+def _iqr_ms(values: list[float]) -> str:
+    q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+    return f"[{1e3 * q[0]:.1f}, {1e3 * q[2]:.1f}] ms"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=10_000, help="training points N")
+    p.add_argument("--d", type=int, default=8, help="input dimension D")
+    p.add_argument("--batch", type=int, default=1024, help="minibatch size B")
+    p.add_argument("--m", type=int, nargs="+", default=[256, 512], help="numbers of inducing points")
+    p.add_argument("--repeats", type=int, default=30, help="timed steps per model")
+    p.add_argument("--warmup", type=int, default=5, help="untimed warm-up steps per model")
+    p.add_argument("--quick", action="store_true", help="small sizes for a smoke test")
+    p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    p.add_argument("--out", type=str, default=None, help="also write the table to this file")
+    p.add_argument("--memory-child", choices=["gpvi", "gpytorch"], default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.n, args.batch, args.m, args.repeats, args.warmup = 2000, 256, [32], 6, 2
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.memory_child:
+        import gpvi  # noqa: F401
+
+        memory_child(args)
+        return
+    report = run(args)
+    print(report)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(report + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""SVGP identities against an exact GP in dense algebra (float64)."""
+
+import io
+import pickle
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from gpvi import SVGP
+from gpvi.core import ep_log_marginal, expected_log_prob_and_grads, sites_from_grads
+from gpvi.fit import svgp_elbo, svgp_natural_gradient_step
+from tests.helpers import exact_gp, optimal_svgp_at_data, toy_data
+
+
+def test_one_ngd_step_at_data_gives_exact_lml_and_predictions():
+    X, Y = toy_data()
+    model = optimal_svgp_at_data(X, Y)
+    Xs = torch.linspace(-4, 4, 7, dtype=torch.float64).unsqueeze(-1)
+    lml, mu, cov = exact_gp(model.model.covar_module, X, Y[:, 0], 0.05, 0.3, Xs)
+    model.train()
+    parts = svgp_elbo(model, X, Y[:, 0])
+    model.eval()
+    assert_close(parts.elbo, lml, rtol=1e-6, atol=0)
+    post = model.posterior(Xs)
+    assert_close(post.mean[:, 0], mu, rtol=1e-6, atol=1e-8)
+    assert_close(post.mvn.covariance_matrix, cov, rtol=1e-6, atol=1e-8)
+    # observation noise adds the likelihood variance
+    noisy = model.posterior(Xs, observation_noise=True)
+    assert_close(noisy.variance[:, 0], cov.diag() + 0.05, rtol=1e-6, atol=1e-8)
+
+
+def test_elbo_is_below_lml_before_the_step_and_jitter_bias_is_bounded():
+    X, Y = toy_data()
+    model = SVGP(X, Y, num_inducing=X.shape[0], learn_inducing=False, jitter=1e-10)
+    model.likelihood.noise = 0.05
+    lml, _, _ = exact_gp(model.model.covar_module, X, Y[:, 0], 0.05, model.model.mean_module.constant.item(), X)
+    model.train()
+    assert svgp_elbo(model, X, Y[:, 0]).elbo < lml - 1.0
+
+
+@pytest.mark.parametrize("whiten", [True, False])
+def test_whitened_and_unwhitened_parameterisations_agree(whiten):
+    X, Y = toy_data()
+    model = SVGP(X, Y, num_inducing=X.shape[0], learn_inducing=False, jitter=1e-10, whiten=whiten)
+    model.likelihood.noise = 0.05
+    model.train()
+    svgp_natural_gradient_step(model, X, Y[:, 0], step=1.0)
+    elbo = svgp_elbo(model, X, Y[:, 0]).elbo
+    lml, _, _ = exact_gp(model.model.covar_module, X, Y[:, 0], 0.05, model.model.mean_module.constant.item(), X)
+    assert_close(elbo, lml, rtol=1e-6, atol=0)
+
+
+def test_minibatch_elbo_averaged_over_an_epoch_equals_full_batch():
+    torch.manual_seed(1)
+    X = torch.rand(60, 2, dtype=torch.float64)
+    Y = torch.sin(5 * X[:, :1]) + 0.1 * torch.randn(60, 1, dtype=torch.float64)
+    model = SVGP(X, Y, num_inducing=10)
+    model.train()
+    with torch.no_grad():  # a non-trivial q
+        model.strategy._variational_distribution.variational_mean.normal_()
+    full = svgp_elbo(model, X, Y[:, 0])
+    perm = torch.randperm(60)
+    batches = [svgp_elbo(model, X[i], Y[i, 0], num_data=60) for i in perm.split(15)]
+    assert_close(torch.stack([b.elbo for b in batches]).mean(), full.elbo, rtol=1e-10, atol=1e-10)
+    assert_close(torch.stack([b.expected_log_lik for b in batches]).mean(), full.expected_log_lik)
+
+
+def test_ep_estimate_equals_exact_lml_for_gaussian_at_data():
+    X, Y = toy_data()
+    model = optimal_svgp_at_data(X, Y)
+    lml, _, _ = exact_gp(model.model.covar_module, X, Y[:, 0], 0.05, 0.3, X)
+    s = model.strategy
+    with torch.no_grad():
+        marg = s.marginals(X)
+        A = marg.terms.inv_chol_Kuu @ marg.Kuf
+        mean_v, tril_v = s.whitened_q(marg.terms.chol_Kuu)
+        g = expected_log_prob_and_grads(model.likelihood, Y[:, 0], marg.prior_mean + marg.centred_mean, marg.var)
+        alpha, beta = sites_from_grads(marg.centred_mean, g.d_mean, g.d_var)
+        ep = ep_log_marginal(
+            model.likelihood,
+            Y[:, 0],
+            prior_mean=marg.prior_mean,
+            proj_mean=marg.centred_mean,
+            proj_var=((tril_v.mT @ A) ** 2).sum(-2),
+            cond_var=model.model.covar_module(X, diag=True) - (A**2).sum(-2),
+            alpha=alpha,
+            beta=beta,
+            q_mean=mean_v,
+            q_scale_tril=tril_v,
+            num_data=X.shape[0],
+        )
+    assert_close(ep, lml, rtol=1e-6, atol=0)
+
+
+def test_condition_on_observations_equals_exact_refit():
+    X, Y = toy_data()
+    model = optimal_svgp_at_data(X, Y)
+    Xn = torch.tensor([[0.5], [3.5]], dtype=torch.float64)
+    Yn = torch.tensor([[1.0], [-1.0]], dtype=torch.float64)
+    cond = model.condition_on_observations(Xn, Yn)
+    Xs = torch.linspace(-4, 4, 9, dtype=torch.float64).unsqueeze(-1)
+    _, mu, cov = exact_gp(model.model.covar_module, torch.cat([X, Xn]), torch.cat([Y, Yn])[:, 0], 0.05, 0.3, Xs)
+    post = cond.posterior(Xs)
+    assert_close(post.mean[:, 0], mu, rtol=1e-6, atol=1e-7)
+    assert_close(post.mvn.covariance_matrix, cov, rtol=1e-6, atol=1e-7)
+
+
+def test_condition_on_observations_is_exact_conditioning_of_a_sparse_posterior():
+    """With M < N the conditioned model is the SVGP process conditioned on the new data."""
+    torch.manual_seed(3)
+    X = torch.rand(40, 1, dtype=torch.float64) * 6 - 3
+    Y = torch.sin(2 * X) + 0.1 * torch.randn(40, 1, dtype=torch.float64)
+    model = SVGP(X, Y, num_inducing=8)
+    model.likelihood.noise = 0.05
+    model.train()
+    svgp_natural_gradient_step(model, X, Y[:, 0], step=1.0)
+    model.eval()
+    Xn, Yn = torch.tensor([[0.1], [2.0]], dtype=torch.float64), torch.tensor([[0.4], [-0.2]], dtype=torch.float64)
+    Xs = torch.linspace(-3, 3, 6, dtype=torch.float64).unsqueeze(-1)
+    joint = model.posterior(torch.cat([Xs, Xn])).mvn  # q(f) of the SVGP process, jointly
+    C, m = joint.covariance_matrix, joint.mean
+    Css, Csn, Cnn = C[:6, :6], C[:6, 6:], C[6:, 6:] + 0.05 * torch.eye(2, dtype=torch.float64)
+    mu = m[:6] + Csn @ torch.linalg.solve(Cnn, Yn[:, 0] - m[6:])
+    cov = Css - Csn @ torch.linalg.solve(Cnn, Csn.T)
+    post = model.condition_on_observations(Xn, Yn).posterior(Xs)
+    assert_close(post.mean[:, 0], mu, rtol=1e-5, atol=1e-6)
+    assert_close(post.mvn.covariance_matrix, cov, rtol=1e-5, atol=1e-6)
+
+
+def test_state_dict_and_pickle_round_trip_give_identical_predictions():
+    torch.manual_seed(2)
+    X = torch.rand(30, 2, dtype=torch.float64)
+    Y = torch.cos(4 * X.sum(-1, keepdim=True))
+    model = SVGP(X, Y, num_inducing=8)
+    from gpvi import fit
+
+    fit(model, max_steps=20, optimizer="ngd")
+    Xs = torch.rand(5, 2, dtype=torch.float64)
+    ref = model.posterior(Xs)
+    clone = SVGP(X, Y, num_inducing=8, seed=5)
+    clone.load_state_dict(model.state_dict())
+    assert_close(clone.posterior(Xs).mean, ref.mean, rtol=0, atol=0)
+    assert_close(clone.posterior(Xs).variance, ref.variance, rtol=0, atol=0)
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    assert_close(loaded.posterior(Xs).mean, ref.mean, rtol=0, atol=0)
+    unpickled = pickle.loads(pickle.dumps(model))
+    assert_close(unpickled.posterior(Xs).variance, ref.variance, rtol=0, atol=0)
