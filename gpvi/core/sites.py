@@ -60,7 +60,9 @@ class GaussianSites:
     prec: Tensor
 
     @classmethod
-    def zeros(cls, num_features: int, *, batch_shape: tuple[int, ...] = (), like: Tensor | None = None) -> GaussianSites:
+    def zeros(
+        cls, num_features: int, *, batch_shape: tuple[int, ...] = (), like: Tensor | None = None
+    ) -> GaussianSites:
         """Empty sites (t ≡ 1): q equals the prior."""
         kw = {} if like is None else {"dtype": like.dtype, "device": like.device}
         return cls(

@@ -61,13 +61,15 @@ def make_inducing(X: torch.Tensor, m: int, seed: int = 1) -> torch.Tensor:
 def initial_values(X: torch.Tensor, m: int) -> dict[str, torch.Tensor]:
     """The shared initial state: gpvi's default lengthscale/noise, gpytorch's default outputscale."""
     d = X.shape[-1]
+    gen = torch.Generator().manual_seed(4)
     return {
         "lengthscale": (0.5 * d**0.5 * X.std(0).clamp_min(1e-3)).unsqueeze(0),
         "outputscale": torch.tensor(math.log(2.0), dtype=DTYPE),  # softplus(0), gpytorch's default
         "noise": torch.tensor([0.1], dtype=DTYPE),
         "constant": torch.tensor(0.0, dtype=DTYPE),
-        "q_mean": torch.zeros(m, dtype=DTYPE),
-        "q_chol": torch.eye(m, dtype=DTYPE),
+        # q(v) away from the prior (as after some training), so that every gradient is non-zero
+        "q_mean": 0.3 * torch.randn(m, generator=gen, dtype=DTYPE),
+        "q_chol": 0.5 * torch.eye(m, dtype=DTYPE) + 0.02 * torch.randn(m, m, generator=gen, dtype=DTYPE).tril(-1),
     }
 
 
@@ -129,6 +131,7 @@ class Stepper:
     predict: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
     invalidate: Callable[[], None]  # make the next prediction cold
     params: dict[str, torch.Tensor]  # short name (last component; Z for the inducing inputs) -> parameter
+    model: object = None
 
 
 def gpvi_stepper(X, y, Z, init, lr=0.01) -> Stepper:
@@ -159,7 +162,20 @@ def gpvi_stepper(X, y, Z, init, lr=0.01) -> Stepper:
         with torch.no_grad():
             kernel_param.add_(0.0)  # bumps the version counter: the eval cache is rebuilt
 
-    return Stepper("gpvi", step, predict, invalidate, params)
+    return Stepper("gpvi", step, predict, invalidate, params, model)
+
+
+def gpvi_marginals_predictor(gpvi: Stepper) -> Stepper:
+    """gpvi's diagonal-only prediction (`strategy.marginals`, eval-mode cache), for comparison."""
+    model = gpvi.model
+
+    def predict(Xt):
+        model.eval()
+        with torch.no_grad():
+            marg = model.strategy.marginals(Xt)
+            return marg.prior_mean + marg.centred_mean, marg.var
+
+    return Stepper("gpvi-marginals", gpvi.step, predict, gpvi.invalidate, gpvi.params, model)
 
 
 def gpytorch_stepper(X, y, Z, init, lr=0.01) -> Stepper:
@@ -213,37 +229,67 @@ def matern52(A: torch.Tensor, B: torch.Tensor, lengthscale: torch.Tensor, output
     return outputscale * (1.0 + s5r + (5.0 / 3.0) * d2) * torch.exp(-s5r)
 
 
-def floor_stepper(X, y, Z, init, lr=0.01, jitter=1e-6) -> Stepper:
+FLOOR_VARIANTS = {
+    "floor": "gpvi's algebra (the floor): L⁻¹ = solve(L, I), W = (SᵀL⁻¹)ᵀ(SᵀL⁻¹) − L⁻ᵀL⁻¹, var = Σ Kuf ⊙ W Kuf",
+    "floor/W-solves": "W = L⁻ᵀ(S_½S_½ᵀ − I)L⁻¹ by two triangular solves (no explicit L⁻¹), var = Σ Kuf ⊙ W Kuf",
+    "floor/A-solve": "A = L⁻¹Kuf by one triangular solve, var = Σ (S_½ᵀA)² − Σ A² (autograd)",
+    "floor/gpytorch-fn": "A = L⁻¹Kuf with gpytorch's hand-written backward (ComputePredictiveUpdates), middle S − I",
+}
+
+
+def floor_stepper(X, y, Z, init, lr=0.01, jitter=1e-6, variant: str = "floor") -> Stepper:
+    """A hand-written whitened SVGP step in raw torch; ``variant`` picks the algebra for q(f)."""
     N, M = X.shape[0], Z.shape[0]
     Y = y[..., 0]
     inv_softplus = lambda v: v + torch.log(-torch.expm1(-v))
-    raw_ls = inv_softplus(init["lengthscale"][0]).clone().requires_grad_(True)
-    raw_os = inv_softplus(init["outputscale"]).clone().requires_grad_(True)
-    raw_noise = inv_softplus(init["noise"][0] - 1e-6).clone().requires_grad_(True)
-    const = init["constant"].clone().requires_grad_(True)
-    Zp = Z.clone().requires_grad_(True)
-    m = init["q_mean"].clone().requires_grad_(True)
-    S_raw = init["q_chol"].clone().requires_grad_(True)
-    params = {"raw_lengthscale": raw_ls, "raw_outputscale": raw_os, "raw_noise": raw_noise,
-              "raw_constant": const, "Z": Zp, "variational_mean": m, "chol_variational_covar": S_raw}
+    params = {
+        "raw_lengthscale": inv_softplus(init["lengthscale"][0]),
+        "raw_outputscale": inv_softplus(init["outputscale"]),
+        "raw_noise": inv_softplus(init["noise"][0] - 1e-6),
+        "raw_constant": init["constant"],
+        "Z": Z,
+        "variational_mean": init["q_mean"],
+        "chol_variational_covar": init["q_chol"],
+    }
+    params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
     adam = torch.optim.Adam(params.values(), lr=lr)
     eye = torch.eye(M, dtype=DTYPE)
+    softplus = torch.nn.functional.softplus
+    if variant == "floor/gpytorch-fn":
+        from gpytorch.variational.variational_strategy import ComputePredictiveUpdates
 
     def step(idx):
         adam.zero_grad(set_to_none=True)
         Xb, yb = X[idx], Y[idx]
-        ls = torch.nn.functional.softplus(raw_ls)
-        os_ = torch.nn.functional.softplus(raw_os)
-        noise = torch.nn.functional.softplus(raw_noise) + 1e-6
-        Kuu = matern52(Zp, Zp, ls, os_) + jitter * eye
-        L = torch.linalg.cholesky(Kuu)
-        Linv = torch.linalg.solve_triangular(L, eye, upper=False)
-        S_half = S_raw.tril()
-        A = S_half.mT @ Linv
-        W = A.mT @ A - Linv.mT @ Linv
+        Zp, m = params["Z"], params["variational_mean"]
+        ls, os_ = softplus(params["raw_lengthscale"]), softplus(params["raw_outputscale"])
+        noise = softplus(params["raw_noise"]) + 1e-6
+        L = torch.linalg.cholesky(matern52(Zp, Zp, ls, os_) + jitter * eye)
+        S_half = params["chol_variational_covar"].tril()
         Kuf = matern52(Zp, Xb, ls, os_)
-        mean = const + Kuf.mT @ (Linv.mT @ m)
-        var = os_ + ((W @ Kuf) * Kuf).sum(0)
+        if variant == "floor":
+            Linv = torch.linalg.solve_triangular(L, eye, upper=False)
+            A = S_half.mT @ Linv
+            W = A.mT @ A - Linv.mT @ Linv
+            mean = Kuf.mT @ (Linv.mT @ m)
+            var = ((W @ Kuf) * Kuf).sum(0)
+        elif variant == "floor/W-solves":
+            right = torch.linalg.solve_triangular(L, S_half @ S_half.mT - eye, upper=False, left=False)
+            W = torch.linalg.solve_triangular(L.mT, right, upper=True)
+            weights = torch.linalg.solve_triangular(L.mT, m.unsqueeze(-1), upper=True).squeeze(-1)
+            mean = Kuf.mT @ weights
+            var = ((W @ Kuf) * Kuf).sum(0)
+        elif variant == "floor/A-solve":
+            A = torch.linalg.solve_triangular(L, Kuf, upper=False)
+            T = S_half.mT @ A
+            mean = A.mT @ m
+            var = (T * T).sum(0) - (A * A).sum(0)
+        elif variant == "floor/gpytorch-fn":
+            mean, var = ComputePredictiveUpdates.apply(L, Kuf, S_half @ S_half.mT - eye, m)
+        else:
+            raise ValueError(variant)
+        mean = params["raw_constant"] + mean
+        var = os_ + var
         ell = -0.5 * (torch.log(2 * math.pi * noise) + ((yb - mean) ** 2 + var) / noise)
         log_det = 2.0 * S_half.diagonal().abs().log().sum()
         kl = 0.5 * (S_half.pow(2).sum() + m.pow(2).sum() - M - log_det)
@@ -255,7 +301,7 @@ def floor_stepper(X, y, Z, init, lr=0.01, jitter=1e-6) -> Stepper:
     def no_predict(Xt):
         raise NotImplementedError
 
-    return Stepper("floor", step, no_predict, lambda: None, params)
+    return Stepper(variant, step, no_predict, lambda: None, params)
 
 
 # -- timing ---------------------------------------------------------------------------------------
@@ -367,6 +413,8 @@ def memory_child(args) -> None:
 def measure_memory(impl: str, m: int, args) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", impl, "--m", str(m),
            "--n", str(args.n), "--batch", str(args.batch), "--d", str(args.d)]
+    if args.threads is not None:
+        cmd += ["--threads", str(args.threads)]
     # A fixed mmap threshold turns off glibc's dynamic threshold, so freed tensors above 128 KiB go
     # back to the OS at once and the resident set follows live tensor memory.
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
@@ -397,9 +445,15 @@ def med_ms(values: list[float]) -> float:
     return 1e3 * statistics.median(values)
 
 
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else float("nan")
+
+
 def run(args) -> str:
     import gpvi  # noqa: F401  (gpvi's warnings filter precedes gpytorch)
 
+    load_start = os.getloadavg()
+    started = time.perf_counter()
     X, y = make_data(args.n, args.d, seed=0)
     Xt = torch.rand(NUM_TEST, args.d, generator=torch.Generator().manual_seed(3), dtype=DTYPE)
     header = (
@@ -408,6 +462,9 @@ def run(args) -> str:
         "| memory ratio | floor ms | floor fraction |"
     )
     lines = [header, "|" + "---|" * 12]
+    variant_names = [v for v in FLOOR_VARIANTS if v != "floor"] if args.variants else []
+    variant_lines = ["| M | " + " | ".join(f"{v} ms" for v in ["gpvi", "gpytorch", "floor", *variant_names]) + " |",
+                     "|---|" + "---|" * (3 + len(variant_names))]
     notes = []
     for m in args.m:
         Z = make_inducing(X, m)
@@ -416,28 +473,43 @@ def run(args) -> str:
         batches = [torch.randperm(args.n, generator=gen)[: args.batch] for _ in range(args.repeats)]
         dloss, dgrad = check_agreement(X, y, Z, init, batches[0])
         steppers = [gpvi_stepper(X, y, Z, init), gpytorch_stepper(X, y, Z, init)]
-        floor = floor_stepper(X, y, Z, init)
-        st = time_steps(steppers + [floor], batches, args.warmup)
-        pt = time_predictions(steppers, Xt, max(5, args.repeats // 2))
-        mem = {impl: measure_memory(impl, m, args) for impl in ("gpvi", "gpytorch")} if not args.no_memory \
-            else {impl: {"rss_peak_mb": float("nan"), "tensor_peak_mb": float("nan")} for impl in ("gpvi", "gpytorch")}
+        floors = [floor_stepper(X, y, Z, init, variant=v) for v in ["floor", *variant_names]]
+        st = time_steps(steppers + floors, batches, args.warmup)
+        pt = time_predictions(steppers + [gpvi_marginals_predictor(steppers[0])], Xt, max(5, args.repeats // 2))
+        if args.no_memory:
+            mem = {impl: {"rss_peak_mb": float("nan"), "tensor_peak_mb": float("nan")} for impl in ("gpvi", "gpytorch")}
+        else:
+            mem = {impl: measure_memory(impl, m, args) for impl in ("gpvi", "gpytorch")}
         g, t, f = med_ms(st["gpvi"]), med_ms(st["gpytorch"]), med_ms(st["floor"])
         gc_, gw = med_ms(pt["gpvi/cold"]), med_ms(pt["gpvi/warm"])
         tc, tw = med_ms(pt["gpytorch/cold"]), med_ms(pt["gpytorch/warm"])
         mg, mt = mem["gpvi"]["rss_peak_mb"], mem["gpytorch"]["rss_peak_mb"]
         lines.append(
-            f"| {m} | {g:.1f} | {t:.1f} | {g / t:.2f} | {gc_:.1f} / {gw:.1f} | {tc:.1f} / {tw:.1f} "
-            f"| {gc_ / tc:.2f} / {gw / tw:.2f} | {mg:.1f} | {mt:.1f} | {mg / mt:.2f} | {f:.1f} | {f / g:.2f} |"
+            f"| {m} | {g:.1f} | {t:.1f} | {_ratio(g, t):.2f} | {gc_:.1f} / {gw:.1f} | {tc:.1f} / {tw:.1f} "
+            f"| {_ratio(gc_, tc):.2f} / {_ratio(gw, tw):.2f} | {mg:.1f} | {mt:.1f} | {_ratio(mg, mt):.2f} "
+            f"| {f:.1f} | {_ratio(f, g):.2f} |"
         )
+        cells = " | ".join(f"{med_ms(st[v]):.1f}" for v in ["gpvi", "gpytorch", "floor", *variant_names])
+        variant_lines.append(f"| {m} | {cells} |")
         notes.append(
             f"M={m}: step-time IQR gpvi {_iqr_ms(st['gpvi'])}, gpytorch {_iqr_ms(st['gpytorch'])}, "
-            f"floor {_iqr_ms(st['floor'])}; tensor peak (torch.profiler) gpvi "
-            f"{mem['gpvi']['tensor_peak_mb']:.1f} MB, gpytorch {mem['gpytorch']['tensor_peak_mb']:.1f} MB; "
-            f"at the shared start |Δloss| = {dloss:.1e}, max rel. grad diff = {dgrad:.1e}"
+            f"floor {_iqr_ms(st['floor'])}; gpvi `strategy.marginals` (diagonal only) predict "
+            f"{med_ms(pt['gpvi-marginals/cold']):.1f} / {med_ms(pt['gpvi-marginals/warm']):.1f} ms (cold/warm); "
+            f"tensor peak (torch.profiler) gpvi {mem['gpvi']['tensor_peak_mb']:.1f} MB, "
+            f"gpytorch {mem['gpytorch']['tensor_peak_mb']:.1f} MB; at the shared start "
+            f"|Δloss| = {dloss:.1e}, max rel. grad diff = {dgrad:.1e}"
         )
     setup = (f"N={args.n}, D={args.d}, B={args.batch}, float64, {args.repeats} timed steps per model "
-             f"(interleaved, after {args.warmup} warm-up), predictions at {NUM_TEST} test points")
-    return "\n".join([machine_line(), setup, "", *lines, "", *("- " + n for n in notes)])
+             f"(interleaved, after {args.warmup} warm-up), predictions at {NUM_TEST} test points "
+             f"({max(5, args.repeats // 2)} repeats)")
+    load_end = os.getloadavg()
+    setup += (f"; load average (1 min) {load_start[0]:.2f} at start, {load_end[0]:.2f} at end; "
+              f"{time.perf_counter() - started:.0f} s")
+    out = [machine_line(), setup, "", *lines, "", *("- " + n for n in notes)]
+    if variant_names:
+        out += ["", "Step time (median ms) of the floor variants:", "", *variant_lines, "",
+                *(f"- {k}: {v}" for k, v in FLOOR_VARIANTS.items())]
+    return "\n".join(out)
 
 
 def _iqr_ms(values: list[float]) -> str:
@@ -455,16 +527,24 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=5, help="untimed warm-up steps per model")
     p.add_argument("--quick", action="store_true", help="small sizes for a smoke test")
     p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    p.add_argument("--variants", action="store_true",
+                   help="also time alternative raw-torch formulations of the step (see FLOOR_VARIANTS)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch.set_num_threads (default: torch's default, left untouched)")
     p.add_argument("--out", type=str, default=None, help="also write the table to this file")
     p.add_argument("--memory-child", choices=["gpvi", "gpytorch"], default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.batch, args.m, args.repeats, args.warmup = 2000, 256, [32], 6, 2
+        # one thread: a smoke test must not stall on a busy machine (OpenMP barriers under contention)
+        args.threads = 1 if args.threads is None else args.threads
     return args
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     if args.memory_child:
         import gpvi  # noqa: F401
 

@@ -1,0 +1,27 @@
+"""Smoke test of the SVGP step benchmark (`studies/perf/svgp_step.py --quick`, about 10 s)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "studies" / "perf" / "svgp_step.py"
+
+
+def test_perf_benchmark_quick_prints_the_table(tmp_path):
+    out_file = tmp_path / "table.md"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--out", str(out_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=SCRIPT.parents[2],
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "ratio gpvi/gpytorch" in out and "memory ratio" in out and "floor fraction" in out
+    assert "threads 1" in out and "CPU " in out and "torch " in out
+    rows = [line for line in out.splitlines() if line.startswith("| 32 |")]
+    assert len(rows) == 1 and rows[0].count("|") == 13
+    assert out_file.read_text().strip() == out.strip()
