@@ -3,6 +3,7 @@
     .venv/bin/python studies/perf/svgp_step.py                 # full benchmark (a few minutes)
     .venv/bin/python studies/perf/svgp_step.py --quick         # smoke test (small sizes, seconds)
     .venv/bin/python studies/perf/svgp_step.py --m 256 --repeats 50 --out table.md
+    .venv/bin/python studies/perf/svgp_step.py --variants --profile --threads 1   # + variants, op profile
 
 What is timed (see studies/perf/README.md for the method):
 - step: forward + backward + Adam step on a random minibatch of B, for `gpvi.SVGP` (objective
@@ -340,17 +341,99 @@ def time_predictions(steppers: list[Stepper], Xt: torch.Tensor, repeats: int) ->
     return times
 
 
-def check_agreement(X, y, Z, init, idx) -> tuple[float, float]:
-    """|loss_gpvi − loss_gpytorch| and the max relative gradient difference at the shared start."""
-    a, b = gpvi_stepper(X, y, Z, init, lr=0.0), gpytorch_stepper(X, y, Z, init, lr=0.0)
-    la, lb = a.step(idx), b.step(idx)
+def _grad_gap(a: Stepper, b: Stepper) -> float:
+    """Max over parameters of max|∇a − ∇b| / max|∇b| after one step of each."""
     if sorted(a.params) != sorted(b.params):
         raise RuntimeError(f"parameter sets differ: {sorted(a.params)} vs {sorted(b.params)}")
-    rel = max(
+    return max(
         float((a.params[k].grad - b.params[k].grad).abs().max() / b.params[k].grad.abs().max().clamp_min(1e-12))
         for k in a.params
     )
-    return abs(la - lb), rel
+
+
+def check_agreement(X, y, Z, init, idx, variants: list[str]) -> dict[str, tuple[float, float]]:
+    """(|Δloss|, max relative gradient gap) of gpytorch and of each floor against gpvi at the shared start.
+
+    A learning rate of 0 leaves the parameters where they are; the gradients are those of the step.
+    """
+    ref = gpvi_stepper(X, y, Z, init, lr=0.0)
+    loss = ref.step(idx)
+    out = {}
+    others = [gpytorch_stepper(X, y, Z, init, lr=0.0)] + [floor_stepper(X, y, Z, init, lr=0.0, variant=v)
+                                                           for v in variants]
+    for other in others:
+        other_loss = other.step(idx)
+        out[other.name] = (abs(other_loss - loss), _grad_gap(other, ref))
+    return out
+
+
+# -- profile: where a step spends its time, by class of operation --------------------------------
+OP_CLASSES = [
+    "GEMM M×M·M×M",
+    "GEMM with M²B flops",
+    "triangular solve, M×B right-hand side",
+    "triangular solve, M×M or vector right-hand side",
+    "Cholesky",
+    "elementwise / copy on M×B",
+    "elementwise / copy / tril on M×M",
+    "small GEMM (kernel distances, mat-vec)",
+    "other aten ops",
+]
+
+
+def _op_class(key: str, shapes: list, M: int, B: int) -> str:
+    mats = [tuple(x) for x in shapes if isinstance(x, list) and len(x) == 2]
+    if key in ("aten::mm", "aten::bmm", "aten::addmm"):
+        if len(mats) >= 2 and mats[0] == (M, M) and mats[1] == (M, M):
+            return OP_CLASSES[0]
+        if len(mats) >= 2 and min(min(mats[0]), min(mats[1])) >= M and B in {d for m in mats for d in m}:
+            return OP_CLASSES[1]
+        return OP_CLASSES[7]
+    if key == "aten::linalg_solve_triangular":
+        return OP_CLASSES[2] if len(mats) > 1 and B in mats[1] else OP_CLASSES[3]
+    if key == "aten::linalg_cholesky_ex":
+        return OP_CLASSES[4]
+    if (M, B) in mats or (B, M) in mats:
+        return OP_CLASSES[5]
+    if (M, M) in mats:
+        return OP_CLASSES[6]
+    return OP_CLASSES[8]
+
+
+def profile_steps(steppers: list[Stepper], batches: list[torch.Tensor], M: int, B: int) -> dict:
+    """Profiler self time (ms per step) and op count per step of each class, interleaved rounds."""
+    from torch.profiler import ProfilerActivity, profile
+
+    out = {s.name: {c: [0.0, 0.0] for c in OP_CLASSES} for s in steppers}
+    for r, idx in enumerate(batches):
+        for s in steppers if r % 2 == 0 else steppers[::-1]:
+            with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+                s.step(idx)
+            for e in prof.key_averages(group_by_input_shape=True):
+                if e.key.startswith("aten::"):
+                    cell = out[s.name][_op_class(e.key, e.input_shapes, M, B)]
+                    cell[0] += e.self_cpu_time_total / 1e3 / len(batches)
+                    cell[1] += e.count / len(batches)
+    return out
+
+
+def profile_report(args, X, y) -> list[str]:
+    out = ["", "Profile of one step (torch.profiler self CPU time, ms per step, with the number of ops "
+           "per step; views excluded from the times but not from 'other' counts):"]
+    for m in args.m:
+        Z, init = make_inducing(X, m), initial_values(X, m)
+        gen = torch.Generator().manual_seed(5)
+        batches = [torch.randperm(args.n, generator=gen)[: args.batch] for _ in range(args.warmup + 10)]
+        steppers = [gpvi_stepper(X, y, Z, init), gpytorch_stepper(X, y, Z, init), floor_stepper(X, y, Z, init)]
+        time_steps(steppers, batches[: args.warmup], args.warmup)  # warm-up, same allocator history
+        prof = profile_steps(steppers, batches[args.warmup:], m, args.batch)
+        names = [s.name for s in steppers]
+        out += ["", f"M={m}, B={args.batch}:", "", "| op class | " + " | ".join(names) + " |",
+                "|---|" + "---|" * len(names)]
+        for c in OP_CLASSES:
+            out.append(f"| {c} | " + " | ".join(f"{prof[n][c][0]:.1f} ({prof[n][c][1]:.0f})" for n in names) + " |")
+        out.append("| total | " + " | ".join(f"{sum(v[0] for v in prof[n].values()):.1f}" for n in names) + " |")
+    return out
 
 
 # -- memory: one subprocess per (implementation, M) ----------------------------------------------
@@ -471,7 +554,7 @@ def run(args) -> str:
         init = initial_values(X, m)
         gen = torch.Generator().manual_seed(2)
         batches = [torch.randperm(args.n, generator=gen)[: args.batch] for _ in range(args.repeats)]
-        dloss, dgrad = check_agreement(X, y, Z, init, batches[0])
+        agree = check_agreement(X, y, Z, init, batches[0], ["floor", *variant_names])
         steppers = [gpvi_stepper(X, y, Z, init), gpytorch_stepper(X, y, Z, init)]
         floors = [floor_stepper(X, y, Z, init, variant=v) for v in ["floor", *variant_names]]
         st = time_steps(steppers + floors, batches, args.warmup)
@@ -496,8 +579,9 @@ def run(args) -> str:
             f"floor {_iqr_ms(st['floor'])}; gpvi `strategy.marginals` (diagonal only) predict "
             f"{med_ms(pt['gpvi-marginals/cold']):.1f} / {med_ms(pt['gpvi-marginals/warm']):.1f} ms (cold/warm); "
             f"tensor peak (torch.profiler) gpvi {mem['gpvi']['tensor_peak_mb']:.1f} MB, "
-            f"gpytorch {mem['gpytorch']['tensor_peak_mb']:.1f} MB; at the shared start "
-            f"|Δloss| = {dloss:.1e}, max rel. grad diff = {dgrad:.1e}"
+            f"gpytorch {mem['gpytorch']['tensor_peak_mb']:.1f} MB; agreement with gpvi at the shared start "
+            "(|Δloss|, max rel. gradient gap): "
+            + ", ".join(f"{k} ({dl:.0e}, {dg:.0e})" for k, (dl, dg) in agree.items())
         )
     setup = (f"N={args.n}, D={args.d}, B={args.batch}, float64, {args.repeats} timed steps per model "
              f"(interleaved, after {args.warmup} warm-up), predictions at {NUM_TEST} test points "
@@ -506,6 +590,8 @@ def run(args) -> str:
     setup += (f"; load average (1 min) {load_start[0]:.2f} at start, {load_end[0]:.2f} at end; "
               f"{time.perf_counter() - started:.0f} s")
     out = [machine_line(), setup, "", *lines, "", *("- " + n for n in notes)]
+    if args.profile:
+        out += profile_report(args, X, y)
     if variant_names:
         out += ["", "Step time (median ms) of the floor variants:", "", *variant_lines, "",
                 *(f"- {k}: {v}" for k, v in FLOOR_VARIANTS.items())]
@@ -529,6 +615,8 @@ def parse_args(argv=None):
     p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     p.add_argument("--variants", action="store_true",
                    help="also time alternative raw-torch formulations of the step (see FLOOR_VARIANTS)")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile one step of gpvi, gpytorch and the floor by class of operation")
     p.add_argument("--threads", type=int, default=None,
                    help="torch.set_num_threads (default: torch's default, left untouched)")
     p.add_argument("--out", type=str, default=None, help="also write the table to this file")
