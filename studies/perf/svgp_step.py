@@ -94,23 +94,10 @@ def build_gpvi(X, y, Z, init):
 def build_gpytorch(X, y, Z, init):
     import gpytorch
     from gpytorch.constraints import GreaterThan
-    from gpytorch.kernels import MaternKernel, ScaleKernel
-    from gpytorch.means import ConstantMean
-    from gpytorch.variational import CholeskyVariationalDistribution, VariationalStrategy
 
-    d = X.shape[-1]
+    from gpvi.baselines import GPyTorchSVGP
 
-    class GPyTorchSVGP(gpytorch.models.ApproximateGP):
-        def __init__(self, Z):
-            q = CholeskyVariationalDistribution(Z.shape[0])
-            super().__init__(VariationalStrategy(self, Z, q, learn_inducing_locations=True))
-            self.mean_module = ConstantMean()
-            self.covar_module = ScaleKernel(MaternKernel(nu=2.5, ard_num_dims=d))
-
-        def forward(self, x):
-            return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
-
-    model = GPyTorchSVGP(Z.clone()).to(DTYPE)
+    model = GPyTorchSVGP(Z.clone().to(DTYPE))
     # the same noise parameterisation as gpvi's default likelihood (lower bound 1e-6)
     likelihood = gpytorch.likelihoods.GaussianLikelihood(noise_constraint=GreaterThan(1e-6)).to(DTYPE)
     _set_common(model.covar_module, model.mean_module, likelihood, init)
