@@ -12,7 +12,7 @@ PIPFLAGS := -q $(if $(WHEELS),--find-links $(WHEELS),)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(PIPFLAGS) "torch==2.13.0"
-	$(PY) -m pip install $(PIPFLAGS) -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install $(PIPFLAGS) -c constraints.txt -e ".[dev,distributed]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -6,6 +6,4 @@ message is filtered; every other warning is left as it is.
 
 import warnings
 
-warnings.filterwarnings(
-    "ignore", message=r".*torch\.jit\.script.*is deprecated", category=DeprecationWarning
-)
+warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*is deprecated", category=DeprecationWarning)

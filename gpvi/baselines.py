@@ -73,14 +73,10 @@ class GPyTorchSVGP(ApproximateGP):
         learn_inducing_locations: bool = True,
     ) -> None:
         if inducing_points.dim() != 2:
-            raise ValueError(
-                f"`inducing_points` must be `M x d`, got shape {tuple(inducing_points.shape)}."
-            )
+            raise ValueError(f"`inducing_points` must be `M x d`, got shape {tuple(inducing_points.shape)}.")
         M, d = inducing_points.shape
         q = CholeskyVariationalDistribution(M).to(inducing_points)
-        strategy = VariationalStrategy(
-            self, inducing_points, q, learn_inducing_locations=learn_inducing_locations
-        )
+        strategy = VariationalStrategy(self, inducing_points, q, learn_inducing_locations=learn_inducing_locations)
         super().__init__(strategy)
         self.mean_module = ConstantMean() if mean_module is None else mean_module
         if kernel is None:
@@ -158,9 +154,7 @@ def fit_gpytorch_svgp(
     if y.dim() == 2 and y.shape[-1] == 1:
         y = y.squeeze(-1)
     if y.dim() != 1 or X.dim() != 2 or X.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"Expected X `n x d` and y `n` (or `n x 1`), got {tuple(X.shape)} and {tuple(y.shape)}."
-        )
+        raise ValueError(f"Expected X `n x d` and y `n` (or `n x 1`), got {tuple(X.shape)} and {tuple(y.shape)}.")
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"`steps` must be a non-negative int, got {steps!r}.")
     N = X.shape[0]

@@ -1,7 +1,11 @@
 """The ``gpvi`` command line.
 
-    gpvi demo [--dataset kin40k] [--split 0] [--num-inducing 256] [--steps 2000]
-              [--batch-size 1024] [--quick]
+    gpvi demo [--quick] [--db gpvi-demo.sqlite] [--out .]        the main job: a small BO study
+    gpvi study run FILE [--db PATH] [--workers N] [--executor local|dask] [--scheduler ADDRESS]
+    gpvi study report FILE|DB [--out DIR]
+    gpvi study status FILE|DB
+    gpvi svgp-demo [--dataset kin40k] [--split 0] [--num-inducing 256] [--steps 2000]
+                   [--batch-size 1024] [--quick]                 gpvi's SVGP vs gpytorch's on a UCI set
 
 Each subcommand lives in a ``_add_<name>(subparsers)`` function that registers its parser and
 sets ``func`` (the function run with the parsed arguments, returning an exit status); adding a
@@ -13,7 +17,6 @@ Exit status: 0 on success, 2 on a usage error or when the data cannot be found.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -60,11 +63,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(args.func(args) or 0)
 
 
-# -- gpvi demo --------------------------------------------------------------------------------
-def _add_demo(subparsers: argparse._SubParsersAction) -> None:
+# -- gpvi svgp-demo ---------------------------------------------------------------------------
+def _add_svgp_demo(subparsers: argparse._SubParsersAction) -> None:
     full, quick = _DEMO_FULL, _DEMO_QUICK
     p = subparsers.add_parser(
-        "demo",
+        "svgp-demo",
         help="fit gpvi's SVGP and gpytorch's SVGP on a UCI data set and compare them",
         description=(
             "Fit gpvi's SVGP (natural-gradient steps on q, Adam on the rest) and gpytorch's "
@@ -75,19 +78,40 @@ def _add_demo(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dataset", default=None, help=f"UCI data set name (default {full['dataset']})")
     p.add_argument("--split", type=int, default=0, help="train/test split, 0..9 (default 0)")
-    p.add_argument("--num-inducing", type=_positive_int, default=None, metavar="M",
-                   help=f"number of inducing points (default {full['num_inducing']})")
-    p.add_argument("--steps", type=_positive_int, default=None,
-                   help=f"optimisation steps for each model (default {full['steps']})")
-    p.add_argument("--batch-size", type=_positive_int, default=None, metavar="B",
-                   help=f"minibatch size (default {full['batch_size']})")
-    p.add_argument("--quick", action="store_true", default=None,
-                   help=(f"small, fast run ({quick['dataset']}, {quick['steps']} steps, "
-                         f"M={quick['num_inducing']}); also set by {QUICK_ENV_VAR}=1"))
+    p.add_argument(
+        "--num-inducing",
+        type=_positive_int,
+        default=None,
+        metavar="M",
+        help=f"number of inducing points (default {full['num_inducing']})",
+    )
+    p.add_argument(
+        "--steps", type=_positive_int, default=None, help=f"optimisation steps for each model (default {full['steps']})"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        metavar="B",
+        help=f"minibatch size (default {full['batch_size']})",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        default=None,
+        help=(
+            f"small, fast run ({quick['dataset']}, {quick['steps']} steps, "
+            f"M={quick['num_inducing']}); also set by {QUICK_ENV_VAR}=1"
+        ),
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for initialisation and minibatches")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="show progress bars (default: only on a terminal)")
-    p.set_defaults(func=_run_demo)
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show progress bars (default: only on a terminal)",
+    )
+    p.set_defaults(func=_run_svgp_demo)
 
 
 @dataclass
@@ -99,7 +123,7 @@ class _Row:
     steps: int
 
 
-def _run_demo(args: argparse.Namespace) -> int:
+def _run_svgp_demo(args: argparse.Namespace) -> int:
     quick = args.quick if args.quick is not None else _env_flag(QUICK_ENV_VAR)
     preset = _DEMO_QUICK if quick else _DEMO_FULL
     dataset = args.dataset or preset["dataset"]
@@ -115,20 +139,28 @@ def _run_demo(args: argparse.Namespace) -> int:
     try:
         data = uci.load(dataset, split=args.split)
     except (FileNotFoundError, ValueError, TypeError) as err:
-        print(f"gpvi demo: error: {err}", file=sys.stderr)
+        print(f"gpvi svgp-demo: error: {err}", file=sys.stderr)
         return 2
     X, Y = data.train_X, data.train_Y
     B = min(B, data.n_train)
     print(
-        f"gpvi demo: {data.name} split {data.split}: {data.n_train} train / {data.n_test} test "
+        f"gpvi svgp-demo: {data.name} split {data.split}: {data.n_train} train / {data.n_test} test "
         f"rows, d = {data.d}; M = {M} inducing points (k-means), minibatch {B}, {steps} steps each."
     )
 
     torch.manual_seed(args.seed)
     print("Fitting gpvi SVGP (natural gradients on q + Adam, lr 0.01) ...", flush=True)
     model = gpvi.SVGP(X, Y, num_inducing=M, inducing="kmeans", seed=args.seed)
-    res = gpvi.fit(model, max_steps=steps, batch_size=B, optimizer="ngd", lr=0.01,
-                   early_stopping=False, progress=args.progress, seed=args.seed)
+    res = gpvi.fit(
+        model,
+        max_steps=steps,
+        batch_size=B,
+        optimizer="ngd",
+        lr=0.01,
+        early_stopping=False,
+        progress=args.progress,
+        seed=args.seed,
+    )
     mean, var = _predict_botorch(model, data.test_X)
     rmse, nlpd = _metrics(mean, var, data.test_Y)
     rows = [_Row("gpvi SVGP (NGD + Adam)", rmse, nlpd, res.wall_time, res.num_steps)]
@@ -136,8 +168,9 @@ def _run_demo(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     print("Fitting gpytorch SVGP (Adam on VariationalELBO, lr 0.01) ...", flush=True)
     base, likelihood = GPyTorchSVGP.from_data(X, num_inducing=M, inducing="kmeans", seed=args.seed)
-    res = fit_gpytorch_svgp(base, likelihood, X, Y, steps=steps, batch_size=B, lr=0.01,
-                            progress=args.progress, seed=args.seed)
+    res = fit_gpytorch_svgp(
+        base, likelihood, X, Y, steps=steps, batch_size=B, lr=0.01, progress=args.progress, seed=args.seed
+    )
     mean, var = predict_gpytorch_svgp(base, likelihood, data.test_X)
     rmse, nlpd = _metrics(mean, var, data.test_Y)
     rows.append(_Row("gpytorch SVGP (Adam)", rmse, nlpd, res.wall_time, res.num_steps))
@@ -153,32 +186,189 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- gpvi study ---------------------------------------------------------------------------------
+def _add_study(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "study",
+        help="run, report on and watch studies (TOML files)",
+        description="Run, report on and watch studies declared in TOML files.",
+    )
+    sub = p.add_subparsers(dest="study_command", metavar="ACTION", title="actions")
+    sub.required = True
+    run = sub.add_parser(
+        "run",
+        help="run or resume a study",
+        description=(
+            "Run every unfinished (problem, method, seed) run of a study, storing each evaluation as it "
+            "happens; re-running resumes where it stopped."
+        ),
+    )
+    run.add_argument("file", help="the study's TOML file")
+    run.add_argument("--db", default=None, help="SQLite store (default: FILE with .sqlite)")
+    run.add_argument("--workers", type=_positive_int, default=1, help="parallel runs (default 1)")
+    run.add_argument("--executor", choices=("local", "dask"), default="local", help="local processes or Dask")
+    run.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a LocalCluster)")
+    run.add_argument("--threads", type=_positive_int, default=None, help="torch threads per worker")
+    run.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show the progress bar (default: only on a terminal)",
+    )
+    run.set_defaults(func=_run_study)
+    report = sub.add_parser("report", help="markdown table and plots of a study")
+    report.add_argument("source", help="the study's TOML file or its SQLite store")
+    report.add_argument("--db", default=None, help="SQLite store when SOURCE is a TOML file with a non-default store")
+    report.add_argument("--out", default=None, help="output folder (default: <store>-report)")
+    report.set_defaults(func=_report_study)
+    status = sub.add_parser("status", help="progress of a study")
+    status.add_argument("source", help="the study's TOML file or its SQLite store")
+    status.add_argument("--db", default=None, help="SQLite store when SOURCE is a TOML file")
+    status.set_defaults(func=_status_study)
+
+
+def _run_study(args: argparse.Namespace) -> int:
+    from gpvi.studies.runner import run_study
+    from gpvi.studies.spec import StudyError
+
+    try:
+        outcome = run_study(
+            args.file,
+            args.db,
+            workers=args.workers,
+            executor=args.executor,
+            scheduler=args.scheduler,
+            threads=args.threads,
+            progress=args.progress,
+        )
+    except StudyError as err:
+        print(f"gpvi study run: error: {err}", file=sys.stderr)
+        return 2
+    print(f"{outcome.db}: {outcome.done} runs done, {outcome.failed} failed, {outcome.skipped} already done.")
+    return 1 if outcome.failed else 0
+
+
+def _store_path(source: str, db: str | None) -> str | None:
+    from pathlib import Path
+
+    if db is not None:
+        return db
+    path = Path(source)
+    if path.suffix == ".toml":
+        path = path.with_suffix(".sqlite")
+    return str(path) if path.is_file() else None
+
+
+def _report_study(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gpvi.studies.report import markdown_report
+    from gpvi.studies.store import Store
+
+    path = _store_path(args.source, args.db)
+    if path is None:
+        print(f"gpvi study report: error: no store found for {args.source!r} (run the study first).", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else Path(path).with_name(Path(path).stem + "-report")
+    with Store(path) as store:
+        print(markdown_report(store, out))
+    print(f"Report written to {out / 'report.md'}.")
+    return 0
+
+
+def _status_study(args: argparse.Namespace) -> int:
+    from gpvi.studies.report import status_text
+    from gpvi.studies.store import Store
+
+    path = _store_path(args.source, args.db)
+    if path is None:
+        print(f"gpvi study status: error: no store found for {args.source!r}.", file=sys.stderr)
+        return 2
+    with Store(path) as store:
+        print(status_text(store))
+    return 0
+
+
+# -- gpvi demo: the main job --------------------------------------------------------------------
+def _add_demo(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "demo",
+        help="the main job: a small BO study, its table and regret plot",
+        description=(
+            "Run a small Bayesian-optimisation study (Branin and Hartmann6; random search, BoTorch's "
+            "SingleTaskGP + qLogEI, gpvi's SVGP + qLogEI; 3 seeds x 25 iterations) into a SQLite store, "
+            "then print its table and write report.md and the plots. Re-running resumes."
+        ),
+    )
+    p.add_argument("--db", default="gpvi-demo.sqlite", help="SQLite store (default ./gpvi-demo.sqlite)")
+    p.add_argument("--out", default="gpvi-demo-report", help="report folder (default ./gpvi-demo-report)")
+    p.add_argument("--workers", type=_positive_int, default=2, help="parallel runs (default 2)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        default=None,
+        help=f"1 seed x 5 iterations (smoke test); also set by {QUICK_ENV_VAR}=1",
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show the progress bar (default: only on a terminal)",
+    )
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gpvi.studies.report import markdown_report
+    from gpvi.studies.runner import run_study
+    from gpvi.studies.spec import parse_spec
+    from gpvi.studies.store import Store
+
+    quick = args.quick if args.quick is not None else _env_flag(QUICK_ENV_VAR)
+    text = demo_study_text(quick)
+    spec = parse_spec(text, source="gpvi demo")
+    start = time.perf_counter()
+    print(
+        f"gpvi demo: study {spec.name!r}: {len(spec.problems)} problems x {len(spec.methods)} methods x "
+        f"{len(spec.seeds)} seeds x {spec.budget} iterations into {args.db} ({args.workers} workers) ...",
+        flush=True,
+    )
+    outcome = run_study(spec, args.db, workers=args.workers, progress=args.progress)
+    with Store(args.db) as store:
+        print(markdown_report(store, Path(args.out)))
+    print(f"Report and plots in {Path(args.out) / 'report.md'}; total {time.perf_counter() - start:.0f} s.")
+    return 1 if outcome.failed else 0
+
+
+def demo_study_text(quick: bool = False) -> str:
+    """The TOML of `gpvi demo`'s study (``quick``: 1 seed x 5 iterations)."""
+    from importlib.resources import files
+
+    text = files("gpvi.studies").joinpath("demo.toml").read_text()
+    if quick:
+        text = text.replace("seeds = 3", "seeds = 1").replace("budget = 25", "budget = 5")
+        text = text.replace('name = "demo"', 'name = "demo-quick"')
+    return text
+
+
 # -- helpers ----------------------------------------------------------------------------------
-@torch.no_grad()
 def _predict_botorch(model, X: Tensor, chunk: int = 1024) -> tuple[Tensor, Tensor]:
-    """Predictive mean and variance (with observation noise), `n` each, computed in chunks."""
-    means, variances = [], []
-    for i in range(0, X.shape[0], chunk):
-        post = model.posterior(X[i : i + chunk], observation_noise=True)
-        means.append(post.mean.squeeze(-1))
-        variances.append(post.variance.squeeze(-1))
-    return torch.cat(means), torch.cat(variances)
+    from gpvi.metrics import predict
+
+    return predict(model, X, chunk)
 
 
 def _metrics(mean: Tensor, var: Tensor, y: Tensor) -> tuple[float, float]:
-    """(RMSE, mean Gaussian NLPD) of predictive means / variances `n` against targets `y`."""
-    y = y.reshape(-1).to(mean)
-    mean, var = mean.reshape(-1), var.reshape(-1).clamp_min(1e-12)
-    rmse = (mean - y).pow(2).mean().sqrt()
-    nlpd = 0.5 * (torch.log(2 * math.pi * var) + (y - mean).pow(2) / var).mean()
-    return float(rmse), float(nlpd)
+    from gpvi.metrics import rmse_nlpd
+
+    return rmse_nlpd(mean, var, y)
 
 
 def _table(rows: list[_Row]) -> str:
     header = ("model", "test RMSE", "test NLPD", "fit time (s)", "steps")
-    cells = [
-        (r.model, f"{r.rmse:.4f}", f"{r.nlpd:.4f}", f"{r.fit_time:.1f}", str(r.steps)) for r in rows
-    ]
+    cells = [(r.model, f"{r.rmse:.4f}", f"{r.nlpd:.4f}", f"{r.fit_time:.1f}", str(r.steps)) for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
 
     def line(values: Sequence[str]) -> str:
@@ -203,7 +393,7 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo]
+_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo, _add_study, _add_svgp_demo]
 
 
 if __name__ == "__main__":

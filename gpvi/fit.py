@@ -28,6 +28,7 @@ from gpytorch.likelihoods import GaussianLikelihood, SoftmaxLikelihood
 from torch import Tensor
 
 from gpvi.core.likelihoods import expected_log_prob, expected_log_prob_and_grads
+from gpvi.core.linalg import tri_solve
 from gpvi.core.objectives import ElboParts, elbo
 from gpvi.core.sites import GaussianSites, sites_from_grads
 
@@ -138,8 +139,8 @@ def svgp_natural_gradient_step(
     grads = expected_log_prob_and_grads(model.likelihood, y, mean, var, weights=weights)
     _, d_mean, d_var = _latent_layout(model, Y, grads.d_mean, grads.d_var)
     alpha, beta = sites_from_grads(marg.centred_mean, d_mean, d_var)
-    L = marg.terms.chol_Kuu
-    A = marg.terms.inv_chol_Kuu @ marg.Kuf
+    L = marg.chol_Kuu
+    A = tri_solve(L, marg.Kuf)
     target = GaussianSites.from_data(A, alpha, beta, scale=N / X.shape[-2])
     current = GaussianSites.from_whitened_posterior(*strategy.whitened_q(L))
     strategy.set_q(*current.damped(target, step).whitened_posterior(), chol_Kuu=L)
@@ -252,12 +253,12 @@ def _minibatches(N: int, B: int, gen: torch.Generator, device: torch.device):
             yield perm[i : i + B]
 
 
-def _progress_bar(total: int, show: bool) -> Any:
+def _progress_bar(total: int, show: bool, desc: str = "gpvi.fit") -> Any:
     if not show:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="gpvi.fit", leave=False)
+    return tqdm(total=total, desc=desc, leave=False)
 
 
 __all__ = ["EarlyStopping", "FitResult", "fit", "svgp_elbo", "svgp_natural_gradient_step"]

@@ -33,9 +33,7 @@ def test_from_data_matches_gpvi_svgp_initialisation() -> None:
 def test_fit_improves_the_elbo_and_predicts() -> None:
     X, y = _data()
     model, likelihood = GPyTorchSVGP.from_data(X, num_inducing=16)
-    result = fit_gpytorch_svgp(
-        model, likelihood, X, y, steps=150, batch_size=40, lr=0.05, progress=False
-    )
+    result = fit_gpytorch_svgp(model, likelihood, X, y, steps=150, batch_size=40, lr=0.05, progress=False)
     assert result.num_steps == 150 and result.stop_reason == "max_steps"
     assert set(result.history[0]) == {"step", "elbo", "expected_log_lik", "kl", "time"}
     first = sum(result.column("elbo")[:10]) / 10

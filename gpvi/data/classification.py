@@ -53,9 +53,7 @@ def digits(
     from sklearn.datasets import load_digits
 
     if one_vs_rest is not None and (
-        isinstance(one_vs_rest, bool)
-        or not isinstance(one_vs_rest, (int, np.integer))
-        or not 0 <= one_vs_rest <= 9
+        isinstance(one_vs_rest, bool) or not isinstance(one_vs_rest, (int, np.integer)) or not 0 <= one_vs_rest <= 9
     ):
         raise ValueError(f"`one_vs_rest` must be None or a digit in 0..9, got {one_vs_rest!r}.")
     X, y = load_digits(return_X_y=True)

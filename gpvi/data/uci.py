@@ -145,10 +145,7 @@ def _read_arrays(folder: str) -> tuple[np.ndarray, np.ndarray]:
     if data.shape[1] < 2:
         raise ValueError(f"{path / _DATA_FILE} needs at least 2 columns, got {data.shape[1]}.")
     if mask.shape[0] != data.shape[0]:
-        raise ValueError(
-            f"{path / _MASK_FILE} has {mask.shape[0]} rows but {path / _DATA_FILE} has "
-            f"{data.shape[0]}."
-        )
+        raise ValueError(f"{path / _MASK_FILE} has {mask.shape[0]} rows but {path / _DATA_FILE} has {data.shape[0]}.")
     if not np.isin(mask, (0.0, 1.0)).all():
         raise ValueError(f"{path / _MASK_FILE} must contain only 0/1 entries.")
     if not np.isfinite(data).all():
@@ -206,8 +203,7 @@ def load(
     if not set_dir.is_dir():
         names = _list_names(folder)
         raise ValueError(
-            f"Unknown UCI data set {name!r} in {folder}; available: "
-            f"{', '.join(names) if names else '(none)'}."
+            f"Unknown UCI data set {name!r} in {folder}; available: {', '.join(names) if names else '(none)'}."
         )
 
     data, mask = _read_arrays(str(set_dir.resolve()))

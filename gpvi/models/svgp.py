@@ -32,6 +32,7 @@ from gpytorch.likelihoods import GaussianLikelihood, Likelihood
 from gpytorch.means import ConstantMean, Mean
 from gpytorch.models import ApproximateGP
 from gpytorch.variational import CholeskyVariationalDistribution
+from linear_operator.operators import DiagLinearOperator
 from torch import Tensor
 
 from gpvi._validation import check_tensor, check_train_data
@@ -248,7 +249,7 @@ class SVGP(ApproximateGPyTorchModel, FantasizeMixin):
             return TorchPosterior(dist) if observation_noise is True else _multi(mvn, output_indices)
         if isinstance(observation_noise, Tensor):
             noise = observation_noise.transpose(-1, -2) if self._num_latents > 1 else observation_noise[..., 0]
-            mvn = MultivariateNormal(mvn.mean, mvn.covariance_matrix + torch.diag_embed(noise))
+            mvn = MultivariateNormal(mvn.mean, mvn.lazy_covariance_matrix + DiagLinearOperator(noise))
         elif observation_noise:
             dist = self.likelihood(mvn)
             if not isinstance(dist, MultivariateNormal):
@@ -351,6 +352,21 @@ class SVGP(ApproximateGPyTorchModel, FantasizeMixin):
         )
         fit(self, max_steps=max_steps, optimizer=fit_options.pop("optimizer", "ngd"), **fit_options)
         return self
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, keep_transforms: bool = True, assign: bool = False):
+        """Load parameters; with an outcome transform, the stored targets follow its loaded statistics."""
+        transform = getattr(self, "outcome_transform", None) if keep_transforms else None
+        if transform is not None:
+            with torch.no_grad():
+                Y_raw, _ = transform.untransform(self.train_targets)
+        result = torch.nn.Module.load_state_dict(self, state_dict, strict=strict, assign=assign)
+        if transform is not None:
+            transform.eval()
+            with torch.no_grad():
+                Y_model, _ = transform(Y_raw)
+            self.train_targets = Y_model
+            self.model.train_targets = self._latent_targets(Y_model)
+        return result
 
     # -- fitting hooks --------------------------------------------------------------------------
     def custom_fit(

@@ -9,11 +9,15 @@ With Kuu = L Lᵀ (+ jitter), u = E[u] + L v, q(v) = N(m, S) and p(v) = N(0, I):
     KL[q(v) ‖ p(v)] = ½ (tr S + mᵀm − M − log|S|)
 
 Shapes: X (*b, N, D); m (*b, M); S, Kuu, W (*b, M, M); Kuf (*b, M, N); the marginals (*b, N).
-Cost per training step: one M×M Cholesky and inverse (O(M³)), one (M×M)(M×N) product for the
-variances and one for their gradient (O(N M²)). Grouping L⁻ᵀ(S − I)L⁻¹ once per step (in float64)
-replaces gpytorch's two triangular solves against Kuf by a single matrix product.
+Cost per training step: one M×M Cholesky, two M×M triangular solves for W (no explicit L⁻¹),
+one (M×M)(M×N) product for the variances and two for their gradients (O(N M²)). Grouping
+L⁻ᵀ(S − I)L⁻¹ once per step (in float64) replaces gpytorch's triangular solve against Kuf (and
+its backward, another solve and an outer product) by a single matrix product.
 
-Caching: in eval mode the M×M terms (L, L⁻¹, W, L⁻ᵀm) are cached, keyed on the storage and
+Prediction returns a lazy covariance Kff + Kfuᵀ W Kuf (as gpytorch's own strategy does), so
+`.variance` at many test points costs O(N M²) and never forms the N×N matrix.
+
+Caching: in eval mode the M×M terms (L, W, L⁻ᵀm) are cached, keyed on the storage and
 version counter of every parameter and buffer of the model, so any change (an optimiser step,
 `load_state_dict`, `.to()`) invalidates them; as in gpytorch (`detach_test_caches`) the cached
 terms are detached from the hyperparameters. Nothing is cached in train mode.
@@ -28,10 +32,11 @@ import torch
 from gpytorch.distributions import MultivariateNormal
 from gpytorch.module import Module
 from gpytorch.variational import CholeskyVariationalDistribution, _VariationalDistribution, _VariationalStrategy
-from linear_operator.operators import DiagLinearOperator
+from gpytorch.variational.variational_strategy import ComputePredictiveUpdates
+from linear_operator.operators import DiagLinearOperator, MatmulLinearOperator, SumLinearOperator
 from torch import Tensor
 
-from gpvi.core.linalg import cholesky, default_jitter, eye_like, tri_inverse, tri_solve
+from gpvi.core.linalg import cholesky, default_jitter, eye_like, tri_solve
 from gpvi.core.objectives import kl_whitened
 from gpvi.features.base import InducingFeatures
 
@@ -40,7 +45,6 @@ class WhitenedTerms(NamedTuple):
     """The M×M quantities every prediction needs; see the module docstring."""
 
     chol_Kuu: Tensor  # L            (*b, M, M)
-    inv_chol_Kuu: Tensor  # L⁻¹      (*b, M, M)
     middle: Tensor  # W = L⁻ᵀ(S − I)L⁻¹  (*b, M, M)
     mean_weights: Tensor  # L⁻ᵀ m    (*b, M)
 
@@ -66,13 +70,13 @@ class FixedGaussian(_VariationalDistribution):
 
 
 class Marginals(NamedTuple):
-    """q(f(x)) marginals: mean = prior_mean + centred_mean; all (*b, N) except Kuf (*b, M, N)."""
+    """q(f(x)) marginals: mean = prior_mean + centred_mean; all (*b, N) except Kuf (*b, M, N), L (*b, M, M)."""
 
     prior_mean: Tensor
     centred_mean: Tensor
     var: Tensor
     Kuf: Tensor
-    terms: WhitenedTerms
+    chol_Kuu: Tensor
 
 
 class WhitenedSVGPStrategy(_VariationalStrategy):
@@ -86,6 +90,9 @@ class WhitenedSVGPStrategy(_VariationalStrategy):
         whiten: If False, q's parameters describe the centred u − E[u] = L v directly
             (unwhitened); the algebra maps them to v with L⁻¹ first, so both give the same q(f).
     """
+
+    #: In training, use the A = L⁻¹Kuf algebra when M >= interp_threshold · N (see `_marginal_updates`).
+    interp_threshold: float = 0.5
 
     def __init__(
         self,
@@ -179,7 +186,7 @@ class WhitenedSVGPStrategy(_VariationalStrategy):
 
     # -- the M×M algebra ------------------------------------------------------------------------
     def whitened_terms(self) -> WhitenedTerms:
-        """L, L⁻¹, W and L⁻ᵀm at the current parameters (cached in eval mode)."""
+        """L, W and L⁻ᵀm at the current parameters (cached in eval mode)."""
         if self.training or self._carries_graph():
             self._eval_cache = None
             return self.compute_terms()
@@ -202,46 +209,72 @@ class WhitenedSVGPStrategy(_VariationalStrategy):
         return tuple((t.data_ptr(), t._version, t.shape, t.dtype, t.device) for t in tensors)
 
     def compute_terms(self) -> WhitenedTerms:
-        """L, L⁻¹, W and L⁻ᵀm, computed now (differentiable; no cache)."""
+        """L, W = L⁻ᵀ(S − I)L⁻¹ by two triangular solves, and L⁻ᵀm (differentiable; no cache)."""
         self._initialize_if_needed()
-        Kuu = self.features.Kuu(self.model.covar_module)
-        L = cholesky(Kuu + self.jitter_val * eye_like(Kuu), jitter=self.jitter_val, what="Kuu")
+        L = self._chol_Kuu()
         mean, tril = self.whitened_q(L)
-        L_inv = tri_inverse(L)
-        B = tril.mT @ L_inv  # S^{1/2}ᵀ L⁻¹
-        middle = B.mT @ B - L_inv.mT @ L_inv
-        mean_weights = (L_inv.mT @ mean.unsqueeze(-1)).squeeze(-1)
-        return WhitenedTerms(L, L_inv, 0.5 * (middle + middle.mT), mean_weights)
+        inner = tril @ tril.mT - eye_like(L)  # S − I
+        middle = tri_solve(L.mT, tri_solve(L, inner, left=False), upper=True)
+        mean_weights = tri_solve(L.mT, mean.unsqueeze(-1), upper=True).squeeze(-1)
+        if not self.training:  # the marginals see only W's symmetric part; covariances need symmetry
+            middle = 0.5 * (middle + middle.mT)
+        return WhitenedTerms(L, middle, mean_weights)
+
+    def _chol_Kuu(self) -> Tensor:
+        Kuu = self.features.Kuu(self.model.covar_module)
+        return cholesky(Kuu + self.jitter_val * eye_like(Kuu), jitter=self.jitter_val, what="Kuu")
 
     # -- q(f) -----------------------------------------------------------------------------------
     def __call__(self, x: Tensor, prior: bool = False, diag: bool = True, **kwargs: Any) -> MultivariateNormal:
         """q(f(x)) = ∫ p(f(x) | u) q(u) du, or the prior p(f(x)) when ``prior=True``.
 
-        In train mode with ``diag=True`` the covariance is diagonal (the ELBO needs only marginals).
+        In train mode with ``diag=True`` the covariance is diagonal (the ELBO needs only marginals);
+        otherwise it is the lazy sum Kff + Kfuᵀ (W Kuf) + jitter·I.
         """
         if prior:
             return self.model.forward(x)
+        if diag and self.training:
+            marginals = self.marginals(x)
+            mean = marginals.prior_mean + marginals.centred_mean
+            return MultivariateNormal(mean, DiagLinearOperator(marginals.var))
         terms = self.whitened_terms()
         kernel = self.model.covar_module
         Kuf = self.features.Kuf(kernel, x)  # (*b, M, N)
         mean = self.model.mean_module(x) + (terms.mean_weights.unsqueeze(-2) @ Kuf).squeeze(-2)
         WKuf = terms.middle @ Kuf
-        if diag and self.training:
-            var = kernel(x, diag=True) + (WKuf * Kuf).sum(-2)
-            return MultivariateNormal(mean, DiagLinearOperator(var.clamp_min(1e-10)))
-        covar = kernel(x).to_dense() + Kuf.mT @ WKuf
-        covar = 0.5 * (covar + covar.mT) + self.jitter_val * eye_like(covar)
+        jitter = DiagLinearOperator(torch.full_like(mean, self.jitter_val))
+        covar = SumLinearOperator(kernel(x), MatmulLinearOperator(Kuf.mT, WKuf), jitter)
         return MultivariateNormal(mean, covar)
 
     def marginals(self, x: Tensor) -> Marginals:
         """The marginals of q(f(x)) and the pieces site updates reuse (see `Marginals`)."""
-        terms = self.whitened_terms()
         kernel = self.model.covar_module
         Kuf = self.features.Kuf(kernel, x)
-        prior_mean = self.model.mean_module(x)
+        L, centred, var_update = self._marginal_updates(Kuf)
+        var = kernel(x, diag=True) + var_update
+        return Marginals(self.model.mean_module(x), centred, var.clamp_min(1e-10), Kuf, L)
+
+    def _marginal_updates(self, Kuf: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(L, Kfu L⁻ᵀm, diag(Kfu W Kuf)) for Kuf (*b, M, N).
+
+        Two equal algebras, picked by measured speed (studies/perf): with W (cached in eval mode;
+        in training cheaper while M < N/2), or, for M >= ``interp_threshold``·N in training, A = L⁻¹Kuf through
+        gpytorch's `ComputePredictiveUpdates` (mean Aᵀm, variance Σ A ⊙ (S − I)A, with its
+        hand-written backward), which skips W's M³ solves.
+        """
+        M, N = Kuf.shape[-2:]
+        if self.training and M >= self.interp_threshold * N and torch.is_grad_enabled():
+            L = self._chol_Kuu()
+            mean, tril = self.whitened_q(L)
+            middle = tril @ tril.mT - eye_like(L)
+            shape = torch.broadcast_shapes(L.shape[:-2], Kuf.shape[:-2], mean.shape[:-1])
+            centred, var_update = ComputePredictiveUpdates.apply(
+                L.expand(*shape, M, M), Kuf.expand(*shape, M, N), middle.expand(*shape, M, M), mean.expand(*shape, M)
+            )
+            return L, centred, var_update
+        terms = self.whitened_terms()
         centred = (terms.mean_weights.unsqueeze(-2) @ Kuf).squeeze(-2)
-        var = kernel(x, diag=True) + ((terms.middle @ Kuf) * Kuf).sum(-2)
-        return Marginals(prior_mean, centred, var.clamp_min(1e-10), Kuf, terms)
+        return terms.chol_Kuu, centred, ((terms.middle @ Kuf) * Kuf).sum(-2)
 
 
 __all__ = ["FixedGaussian", "Marginals", "WhitenedSVGPStrategy", "WhitenedTerms"]

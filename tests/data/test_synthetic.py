@@ -72,9 +72,7 @@ def test_gp_draw_variance_of_f_and_noise(kernel):
     """mean(f_i^2) has mean s and sd s*sqrt(2)*||K||_F/n exactly (K = unit-variance kernel)."""
     n, s, noise, ls = 2000, 2.0, 0.05, 0.1
     draw = gp_draw(n, 4, lengthscale=ls, outputscale=s, noise=noise, kernel=kernel, seed=11)
-    base = (
-        gpytorch.kernels.RBFKernel() if kernel == "rbf" else gpytorch.kernels.MaternKernel(nu=2.5)
-    ).double()
+    base = (gpytorch.kernels.RBFKernel() if kernel == "rbf" else gpytorch.kernels.MaternKernel(nu=2.5)).double()
     base.lengthscale = ls
     with torch.no_grad():
         K = base(draw.X).to_dense()

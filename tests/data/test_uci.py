@@ -66,9 +66,7 @@ def test_training_split_standardisation():
     data = uci.load("yacht", 2)
     for T in (data.train_X, data.train_Y):
         assert torch.allclose(T.mean(0), torch.zeros(T.shape[1], dtype=T.dtype), atol=1e-10)
-        assert torch.allclose(
-            T.std(0, unbiased=False), torch.ones(T.shape[1], dtype=T.dtype), atol=1e-10
-        )
+        assert torch.allclose(T.std(0, unbiased=False), torch.ones(T.shape[1], dtype=T.dtype), atol=1e-10)
     # Test rows use the training statistics, so they are not exactly standardised themselves.
     assert not torch.allclose(data.test_Y.mean(0), torch.zeros(1, dtype=torch.float64), atol=1e-6)
 
@@ -77,12 +75,12 @@ def test_rows_partition_and_match_mask():
     folder = _require("yacht")
     raw, mask = _raw(folder)
     data = uci.load("yacht", 4)
-    train = torch.cat([data.train_X, data.train_Y], -1) * torch.cat(
-        [data.x_std, data.y_std]
-    ) + torch.cat([data.x_mean, data.y_mean])
-    test = torch.cat([data.test_X, data.test_Y], -1) * torch.cat(
-        [data.x_std, data.y_std]
-    ) + torch.cat([data.x_mean, data.y_mean])
+    train = torch.cat([data.train_X, data.train_Y], -1) * torch.cat([data.x_std, data.y_std]) + torch.cat(
+        [data.x_mean, data.y_mean]
+    )
+    test = torch.cat([data.test_X, data.test_Y], -1) * torch.cat([data.x_std, data.y_std]) + torch.cat(
+        [data.x_mean, data.y_mean]
+    )
     # Same rows, same order, as the mask column selects; together they are all rows exactly once.
     np.testing.assert_allclose(test.numpy(), raw[mask[:, 4]], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(train.numpy(), raw[~mask[:, 4]], rtol=1e-12, atol=1e-12)

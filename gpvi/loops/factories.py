@@ -1,0 +1,187 @@
+"""Model factories for the loops: build a BoTorch model from data, fit it, warm-start the next fit.
+
+A loop never fits a model itself: it asks its factory. Every factory builds its model with
+BoTorch's transforms, `Normalize(d, bounds)` on the inputs and `Standardize(1)` on the outputs,
+so the models see the unit cube and standardised targets whatever the problem's scale.
+
+- `SingleTaskGPFactory`: BoTorch's exact GP, fitted by `fit_gpytorch_mll` (the baseline; cold
+  start, exactly BoTorch's default behaviour).
+- `SVGPFactory`: gpvi's SVGP, fitted by `gpvi.fit` with a step cap (never BoTorch's scipy fit of an
+  SVGP), warm-started from the previous model's hyperparameters; between full refits
+  `update()` absorbs new points with a short refit.
+- `CallableFactory`: any ``fn(train_X, train_Y) -> fitted Model`` (refit from scratch each time).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from botorch.models.model import Model
+from botorch.models.transforms.input import Normalize
+from botorch.models.transforms.outcome import Standardize
+from torch import Tensor
+
+WarmState = dict[str, Tensor] | None
+
+
+class ModelFactory:
+    """Builds and fits a model from data (override `fit`; optionally `warm_state` and `update`)."""
+
+    name = "model"
+
+    def fit(self, train_X: Tensor, train_Y: Tensor, bounds: Tensor, warm: WarmState = None) -> Model:
+        """A fitted model on `n x d` inputs and `n x 1` outputs (maximisation sign)."""
+        raise NotImplementedError
+
+    def warm_state(self, model: Model) -> WarmState:
+        """What the next `fit` may start from (None: nothing; the next fit starts cold)."""
+        return None
+
+    def update(self, model: Model, X_new: Tensor, Y_new: Tensor) -> Model | None:
+        """Absorb new points without a full refit; None when the factory cannot (the loop refits)."""
+        return None
+
+
+class SingleTaskGPFactory(ModelFactory):
+    """BoTorch's `SingleTaskGP`, fitted with `fit_gpytorch_mll` (L-BFGS-B on the exact marginal likelihood)."""
+
+    name = "singletaskgp"
+
+    def __init__(self, **model_options: Any) -> None:
+        self.model_options = model_options
+
+    def fit(self, train_X: Tensor, train_Y: Tensor, bounds: Tensor, warm: WarmState = None) -> Model:
+        from botorch.fit import fit_gpytorch_mll
+        from botorch.models import SingleTaskGP
+        from gpytorch.mlls import ExactMarginalLogLikelihood
+
+        model = SingleTaskGP(
+            train_X,
+            train_Y,
+            input_transform=Normalize(train_X.shape[-1], bounds=bounds),
+            outcome_transform=Standardize(1),
+            **self.model_options,
+        )
+        fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+        return model
+
+
+class SVGPFactory(ModelFactory):
+    """gpvi's `SVGP`, fitted by natural-gradient steps on q plus Adam, with a step cap.
+
+    Args:
+        num_inducing: M (capped at n, so small data sets get Z = X).
+        max_steps: Steps of the first (cold) fit.
+        warm_steps: Steps of a fit warm-started from the previous model's hyperparameters.
+        update_steps: Steps of `update()` between full refits.
+        lr: Adam's learning rate for the hyperparameters.
+        inducing: Initial inducing inputs: "kmeans" or "greedy".
+    """
+
+    name = "svgp"
+
+    def __init__(
+        self,
+        num_inducing: int = 128,
+        max_steps: int = 300,
+        warm_steps: int = 100,
+        update_steps: int = 20,
+        lr: float = 0.05,
+        inducing: str = "kmeans",
+    ) -> None:
+        self.num_inducing = num_inducing
+        self.max_steps = max_steps
+        self.warm_steps = warm_steps
+        self.update_steps = update_steps
+        self.lr = lr
+        self.inducing = inducing
+
+    def fit(self, train_X: Tensor, train_Y: Tensor, bounds: Tensor, warm: WarmState = None) -> Model:
+        from gpvi.fit import fit
+        from gpvi.models import SVGP
+
+        model = SVGP(
+            train_X,
+            train_Y,
+            num_inducing=min(self.num_inducing, train_X.shape[-2]),
+            inducing=self.inducing,
+            input_transform=Normalize(train_X.shape[-1], bounds=bounds),
+            outcome_transform=Standardize(1),
+        )
+        if warm:
+            model.load_state_dict(warm, strict=False)
+        steps = self.warm_steps if warm else self.max_steps
+        fit(model, max_steps=steps, optimizer="ngd", lr=self.lr, progress=False)
+        return model
+
+    def warm_state(self, model: Model) -> WarmState:
+        """The kernel, mean and likelihood hyperparameters (not q, Z or the transforms' statistics)."""
+        keep = ("model.mean_module.", "model.covar_module.", "likelihood.")
+        return {k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith(keep)}
+
+    def update(self, model: Model, X_new: Tensor, Y_new: Tensor) -> Model | None:
+        return model.update(X_new, Y_new, max_steps=self.update_steps, lr=self.lr, progress=False)
+
+
+class CallableFactory(ModelFactory):
+    """Wraps ``fn(train_X, train_Y) -> fitted Model`` (inputs in the problem's space, `n x 1` outputs)."""
+
+    def __init__(self, fn: Callable[[Tensor, Tensor], Model], name: str | None = None) -> None:
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "callable")
+
+    def fit(self, train_X: Tensor, train_Y: Tensor, bounds: Tensor, warm: WarmState = None) -> Model:
+        return self.fn(train_X, train_Y)
+
+
+FACTORIES: dict[str, type[ModelFactory]] = {"singletaskgp": SingleTaskGPFactory, "svgp": SVGPFactory}
+
+
+def make_factory(spec: str | ModelFactory | Callable, **options: Any) -> ModelFactory:
+    """A factory from a name ("singletaskgp", "svgp"), a "module:attr" path, a factory or a callable."""
+    if isinstance(spec, ModelFactory):
+        if options:
+            raise TypeError("Options go to the factory's constructor when passing a ModelFactory instance.")
+        return spec
+    if isinstance(spec, str):
+        if spec.lower() in FACTORIES:
+            return FACTORIES[spec.lower()](**options)
+        if ":" in spec:
+            obj = load_object(spec)
+            if isinstance(obj, type) and issubclass(obj, ModelFactory):
+                return obj(**options)
+            return make_factory(obj, **options)
+        raise ValueError(f"Unknown model {spec!r}: use one of {sorted(FACTORIES)} or a 'module:callable' path.")
+    if callable(spec):
+        if options:
+            return CallableFactory(lambda X, Y: spec(X, Y, **options), getattr(spec, "__name__", None))
+        return CallableFactory(spec)
+    raise TypeError(f"`model_factory` must be a name, a ModelFactory or a callable, got {type(spec).__name__}.")
+
+
+def load_object(path: str) -> Any:
+    """Import ``"package.module:attribute"``, with a clear error when it does not exist."""
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"Cannot import module {module_name!r} of {path!r}: {err}") from err
+    try:
+        obj = module
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except AttributeError as err:
+        raise ValueError(f"{module_name!r} has no attribute {attr!r} (from {path!r}).") from err
+    return obj
+
+
+__all__ = [
+    "CallableFactory",
+    "ModelFactory",
+    "SVGPFactory",
+    "SingleTaskGPFactory",
+    "load_object",
+    "make_factory",
+]

@@ -1,0 +1,381 @@
+"""Run a study: every (problem, method, seed) run, stored as it happens, resumable, local or on Dask.
+
+The driver is the only process that writes the store. Workers run whole runs and send back a
+message per iteration (`("eval", run_id, rows, checkpoint)`), then `("end", run_id, error)`;
+the driver commits each message in one transaction. Re-running the same study resumes: finished
+runs are skipped; an unfinished or failed run restarts from its committed evaluations and
+checkpoint (`BayesOpt.restore`), and, since every random draw of iteration t is seeded by
+(seed, t), it continues exactly as the uninterrupted run would have.
+
+Executors:
+- "local": `workers` processes (spawned, one torch thread each unless ``threads`` says otherwise);
+  with one worker the runs execute in the driver process.
+- "dask": runs are submitted to a Dask distributed cluster (``scheduler`` address, or a
+  `LocalCluster` of ``workers`` processes); messages come back through a `distributed.Queue`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing as mp
+import os
+import queue as queue_module
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gpvi.studies.spec import MethodSpec, ProblemSpec, StudySpec, load_spec
+from gpvi.studies.store import Run, Store
+
+Emit = Callable[[tuple], None]
+
+
+@dataclass
+class StudyOutcome:
+    """What `run_study` did: the store's path and how many runs ended done / failed this time."""
+
+    db: Path
+    done: int
+    failed: int
+    skipped: int
+
+
+def default_db(study_file: str | Path) -> Path:
+    """``<study>.sqlite`` next to the study file."""
+    return Path(study_file).with_suffix(".sqlite")
+
+
+def run_study(
+    study: str | Path | StudySpec,
+    db: str | Path | None = None,
+    *,
+    workers: int = 1,
+    executor: str = "local",
+    scheduler: str | None = None,
+    threads: int | None = None,
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
+) -> StudyOutcome:
+    """Run (or resume) every unfinished run of a study; see the module docstring."""
+    spec = study if isinstance(study, StudySpec) else load_spec(study)
+    if db is None:
+        if isinstance(study, StudySpec):
+            raise ValueError("Pass `db` when running a StudySpec object.")
+        db = default_db(study)
+    if executor not in ("local", "dask"):
+        raise ValueError(f"`executor` must be 'local' or 'dask', got {executor!r}.")
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"`workers` must be a positive int, got {workers!r}.")
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    problems = {p.label: p for p in spec.problems}
+    methods = {m.name: m for m in spec.methods}
+    with Store(db) as store:
+        meta = store.meta()
+        if meta.get("study") not in (None, spec.name):
+            raise ValueError(f"{db} holds study {meta['study']!r}, not {spec.name!r}; use another --db.")
+        store.set_meta(study=spec.name, kind=spec.kind, spec=spec.text, **({} if meta else {"created": _now()}))
+        info = _problem_info(spec)
+        store.ensure_runs(spec.name, spec.run_keys(), spec.budget, {k: v[0] for k, v in info.items()})
+        runs = [
+            r for r in store.runs(spec.name) if r.status != "done" and r.problem in problems and r.method in methods
+        ]
+        runs.sort(key=lambda r: (r.seed, r.run_id))  # seed-major: a partial study covers every cell
+        skipped = len(store.runs(spec.name, status="done"))
+        tasks = [
+            _task(spec, r, problems[r.problem], methods[r.method], store, threads, workers, info.get(r.problem))
+            for r in runs
+        ]
+        driver = _Driver(store, spec, tasks, log, progress)
+        if not tasks:
+            log(f"{spec.name}: all {skipped} runs are done.")
+        elif executor == "dask":
+            _run_dask(driver, tasks, workers, scheduler)
+        elif workers == 1:
+            for task in tasks:
+                driver.started(task["run_id"])
+                execute_run(task, driver.handle)
+        else:
+            _run_local_pool(driver, tasks, workers)
+        driver.close()
+        return StudyOutcome(Path(db), driver.done, driver.failed, skipped)
+
+
+# -- the driver: the only writer --------------------------------------------------------------
+class _Driver:
+    def __init__(self, store: Store, spec: StudySpec, tasks: list[dict], log: Callable, progress: bool | None):
+        from gpvi.fit import _progress_bar, _show_progress
+
+        self.store, self.spec, self.log = store, spec, log
+        self.labels = {
+            t["run_id"]: f"{t['problem']['label']} / {t['method']['name']} / seed {t['seed']}" for t in tasks
+        }
+        self.remaining = {t["run_id"] for t in tasks}
+        total = sum(t["expected"] - len(t["evaluations"]) for t in tasks)
+        self.bar = _progress_bar(total, _show_progress(progress), desc=f"study {spec.name}")
+        self.done = self.failed = 0
+        self.last: dict[int, dict] = {}
+
+    def started(self, run_id: int) -> None:
+        self.store.mark(run_id, "running")
+
+    def handle(self, message: tuple) -> None:
+        kind, run_id = message[0], message[1]
+        if kind == "eval":
+            rows, checkpoint = message[2], message[3]
+            self.store.add_evaluations(run_id, rows, checkpoint)
+            self.last[run_id] = rows[-1]
+            if self.bar is not None:
+                self.bar.update(len(rows))
+        elif kind == "metrics":
+            self.store.add_metrics(run_id, message[2])
+        elif kind == "start":
+            self.started(run_id)
+        elif kind == "end":
+            self._end(run_id, message[2])
+
+    def _end(self, run_id: int, error: str | None) -> None:
+        self.remaining.discard(run_id)
+        label = self.labels.get(run_id, str(run_id))
+        if error is None:
+            self.store.mark(run_id, "done")
+            self.done += 1
+            last = self.last.get(run_id)
+            detail = ""
+            if last is not None and last.get("regret") is not None:
+                detail = f": regret {last['regret']:.4g} after {last['iteration']} iterations"
+            elif last is not None:
+                detail = f": best {last['best']:.4g} after {last['iteration']} iterations"
+            self._write(f"done   {label}{detail}")
+        else:
+            self.store.mark(run_id, "failed", error)
+            self.failed += 1
+            last_line = error.strip().splitlines()[-1] if error.strip() else "unknown error"
+            self._write(f"FAILED {label}: {last_line} (traceback stored; `gpvi study report` lists it)")
+
+    def _write(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr)
+        else:
+            self.log(line)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# -- tasks ------------------------------------------------------------------------------------
+def _task(
+    spec: StudySpec,
+    run: Run,
+    problem: ProblemSpec,
+    method: MethodSpec,
+    store: Store,
+    threads: int | None,
+    workers: int,
+    info: tuple[float | None, int] | None,
+) -> dict:
+    evaluations = store.evaluations(run.run_id) if spec.kind == "bo" else []
+    state = store.state(run.run_id)
+    num_initial = spec.num_initial
+    if spec.kind == "regression":
+        expected = 1
+    else:
+        dim = info[1] if info else 1
+        expected = spec.budget * spec.q + (num_initial if num_initial is not None else max(5, 2 * dim + 1))
+    return {
+        "kind": spec.kind,
+        "run_id": run.run_id,
+        "seed": run.seed,
+        "budget": spec.budget,
+        "q": spec.q,
+        "num_initial": num_initial,
+        "problem": dataclasses.asdict(problem),
+        "method": dataclasses.asdict(method),
+        "evaluations": evaluations,
+        "checkpoint": None if state is None else state[1],
+        "threads": threads
+        if threads is not None
+        else max(1, (os.cpu_count() or 1) // workers)
+        if workers > 1
+        else None,
+        "expected": max(expected, len(evaluations)),
+    }
+
+
+def _problem_info(spec: StudySpec) -> dict[str, tuple[float | None, int]]:
+    """{label: (optimal value, dimension)} of a BO study's problems."""
+    if spec.kind != "bo":
+        return {}
+    from gpvi.studies.problems import make_problem
+
+    problems = {p.label: make_problem(p) for p in spec.problems}
+    return {k: (p.optimal_value, p.bounds.shape[-1]) for k, p in problems.items()}
+
+
+# -- what a worker runs -----------------------------------------------------------------------
+def execute_run(task: dict, emit: Emit) -> None:
+    """Run one task to its end, emitting messages; never raises (a failure becomes an "end" message)."""
+    run_id = task["run_id"]
+    try:
+        if task["threads"]:
+            torch.set_num_threads(task["threads"])
+        if task["kind"] == "regression":
+            from gpvi.studies.regression import run_regression
+
+            emit(("metrics", run_id, run_regression(task)))
+        else:
+            _run_bo(task, emit)
+    except Exception:  # stored and reported; the study goes on
+        emit(("end", run_id, traceback.format_exc()))
+        return
+    emit(("end", run_id, None))
+
+
+def _run_bo(task: dict, emit: Emit) -> None:
+    from gpvi.loops.bo import BayesOpt
+    from gpvi.studies.problems import make_problem
+
+    problem = make_problem(ProblemSpec(**task["problem"]))
+    method = MethodSpec(**task["method"])
+    seed, run_id = task["seed"], task["run_id"]
+    loop = BayesOpt(
+        problem.bounds,
+        model_factory=method.model if method.model != "random" else "svgp",
+        acquisition="random" if method.model == "random" else method.acquisition,
+        q=task["q"],
+        num_initial=task["num_initial"],
+        refit_every=method.refit_every,
+        minimize=True,
+        seed=seed,
+        model_options=method.options or None,
+        acquisition_options=method.acquisition_options or None,
+    )
+    done = task["evaluations"]
+    loop.restore(_batches(done, problem.bounds), task["checkpoint"])
+    best = min((r["y_true"] for r in done), default=float("inf"))
+    idx = len(done)
+    while loop.iteration <= task["budget"]:
+        iteration = loop.iteration
+        X = loop.suggest()
+        start = time.perf_counter()
+        y, y_true = problem.evaluate(X, seed, iteration)
+        eval_time = time.perf_counter() - start
+        loop.observe(X, y.unsqueeze(-1))
+        timing = loop.timings[-1]
+        rows = []
+        for x_i, y_i, t_i in zip(X.tolist(), y.tolist(), y_true.tolist(), strict=True):
+            best = min(best, t_i)
+            regret = None if problem.optimal_value is None else best - problem.optimal_value
+            rows.append(
+                {
+                    "idx": idx,
+                    "iteration": iteration,
+                    "x": x_i,
+                    "y": y_i,
+                    "y_true": t_i,
+                    "best": best,
+                    "regret": regret,
+                    "fit_time": timing["fit_time"],
+                    "acq_time": timing["acq_time"],
+                    "eval_time": eval_time / len(y),
+                    "n_train": timing["n_train"],
+                }
+            )
+            idx += 1
+        emit(("eval", run_id, rows, loop.checkpoint()))
+
+
+def _batches(rows: list[dict], like: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Stored evaluations grouped by iteration -> [(X, Y observed)], the initial design first."""
+    out: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for iteration in sorted({r["iteration"] for r in rows}):
+        group = [r for r in rows if r["iteration"] == iteration]
+        X = torch.tensor([r["x"] for r in group], dtype=like.dtype, device=like.device)
+        Y = torch.tensor([[r["y"]] for r in group], dtype=like.dtype, device=like.device)
+        out.append((X, Y))
+    return out
+
+
+# -- local process pool -----------------------------------------------------------------------
+_WORKER_QUEUE: Any = None
+
+
+def _init_local_worker(q: Any) -> None:
+    global _WORKER_QUEUE
+    _WORKER_QUEUE = q
+
+
+def _local_entry(task: dict) -> None:
+    _WORKER_QUEUE.put(("start", task["run_id"]))
+    execute_run(task, _WORKER_QUEUE.put)
+
+
+def _run_local_pool(driver: _Driver, tasks: list[dict], workers: int) -> None:
+    ctx = mp.get_context("spawn")
+    messages = ctx.Queue()
+    with ctx.Pool(min(workers, len(tasks)), initializer=_init_local_worker, initargs=(messages,)) as pool:
+        results = [pool.apply_async(_local_entry, (task,)) for task in tasks]
+        while driver.remaining:
+            try:
+                driver.handle(messages.get(timeout=0.5))
+            except queue_module.Empty:
+                for task, result in zip(tasks, results, strict=True):
+                    if result.ready() and not result.successful() and task["run_id"] in driver.remaining:
+                        try:
+                            result.get()
+                        except Exception:
+                            driver.handle(("end", task["run_id"], traceback.format_exc()))
+
+
+# -- Dask -------------------------------------------------------------------------------------
+def _dask_entry(task: dict, queue_name: str) -> None:
+    from distributed import Queue
+
+    q = Queue(queue_name)
+    q.put(("start", task["run_id"]))
+    execute_run(task, q.put)
+
+
+def _run_dask(driver: _Driver, tasks: list[dict], workers: int, scheduler: str | None) -> None:
+    try:
+        from distributed import Client, LocalCluster, Queue
+    except ImportError as err:  # pragma: no cover - depends on the install
+        raise RuntimeError("The dask executor needs `pip install gpvi[distributed]`.") from err
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    else:
+        client = Client(scheduler)
+    try:
+        name = f"gpvi-{uuid.uuid4().hex}"
+        messages = Queue(name, client=client)
+        futures = {t["run_id"]: client.submit(_dask_entry, t, name, pure=False) for t in tasks}
+        while driver.remaining:
+            try:
+                driver.handle(messages.get(timeout=0.5))
+            except Exception as err:  # distributed raises a TimeoutError subclass on an empty queue
+                if "Timeout" not in type(err).__name__:
+                    raise
+                for run_id, future in futures.items():
+                    if future.status == "error" and run_id in driver.remaining:
+                        tb = "".join(traceback.format_exception(future.exception()))
+                        driver.handle(("end", run_id, tb))
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
+__all__ = ["StudyOutcome", "default_db", "execute_run", "run_study"]
