@@ -243,8 +243,16 @@ class BayesOpt:
         return -Y if self.minimize else Y
 
     def _initial_design(self) -> Tensor:
-        sobol = SobolEngine(self.dim, scramble=True, seed=self._iteration_seed(0))
-        unit = sobol.draw(self.num_initial, dtype=self.bounds.dtype).to(self.bounds.device)
+        # torch's scrambled Sobol points carry the precision of the *default* dtype whatever
+        # `draw(dtype=...)` says; fix it to float64 so the design never depends on global state.
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64)
+        try:
+            sobol = SobolEngine(self.dim, scramble=True, seed=self._iteration_seed(0))
+            unit = sobol.draw(self.num_initial, dtype=torch.float64)
+        finally:
+            torch.set_default_dtype(previous)
+        unit = unit.to(self.bounds)
         return self.bounds[0] + unit * (self.bounds[1] - self.bounds[0])
 
     def _random_points(self, n: int) -> Tensor:

@@ -27,7 +27,6 @@ def _data(n=40, d=2, m=1, seed=0):
 
 @pytest.fixture(scope="module")
 def fitted():
-    torch.set_default_dtype(torch.float64)
     X, Y = _data()
     model = SVGP(X, Y, num_inducing=16)
     gpvi.fit(model, max_steps=150, optimizer="ngd", lr=0.05)

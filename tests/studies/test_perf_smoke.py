@@ -23,5 +23,6 @@ def test_perf_benchmark_quick_prints_the_table(tmp_path):
     assert "ratio gpvi/gpytorch" in out and "memory ratio" in out and "floor fraction" in out
     assert "threads 1" in out and "CPU " in out and "torch " in out
     rows = [line for line in out.splitlines() if line.startswith("| 32 |")]
-    assert len(rows) == 1 and rows[0].count("|") == 13
+    assert len(rows) == 2  # the main table and the floor-variants table
+    assert rows[0].count("|") == 13 and rows[1].count("|") == 6  # M, gpvi, gpytorch, floor/W, floor/A
     assert out_file.read_text().strip() == out.strip()
