@@ -1,16 +1,17 @@
 """gpvi: variational and sequential Gaussian-process inference on PyTorch, built for BoTorch."""
 
 import gpvi._warnings_filter  # noqa: F401  (must precede the gpytorch import)
-from gpvi import core, data, features, loops, metrics, models, variational
+from gpvi import core, data, features, loops, metrics, models, sequential, variational
 from gpvi.fit import EarlyStopping, FitResult, fit
 from gpvi.loops import BayesOpt
-from gpvi.models import SVGP
+from gpvi.models import SVGP, DualSVGP
 
 __version__ = "0.1.0"
 
 __all__ = [
     "SVGP",
     "BayesOpt",
+    "DualSVGP",
     "EarlyStopping",
     "FitResult",
     "core",
@@ -20,5 +21,6 @@ __all__ = [
     "loops",
     "metrics",
     "models",
+    "sequential",
     "variational",
 ]

@@ -29,7 +29,7 @@ from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.means import ConstantMean, Mean
 from gpytorch.mlls import VariationalELBO
 from gpytorch.models import ApproximateGP
-from gpytorch.variational import CholeskyVariationalDistribution, VariationalStrategy
+from gpytorch.variational import CholeskyVariationalDistribution, NaturalVariationalDistribution, VariationalStrategy
 from torch import Tensor
 
 from gpvi.fit import FitResult
@@ -59,6 +59,8 @@ class GPyTorchSVGP(ApproximateGP):
             with gpytorch's default hyperparameters.
         mean_module: Prior mean; default `ConstantMean`.
         learn_inducing_locations: Train Z along with the other parameters (default True).
+        natural: Use gpytorch's `NaturalVariationalDistribution` (for its `gpytorch.optim.NGD`
+            natural-gradient optimiser; see `fit_gpytorch_svgp_ngd`) instead of the Cholesky one.
 
     The model's ``forward`` is the prior; calling the model gives q(f). Pair it with a
     `GaussianLikelihood` (see `from_data`) and fit it with `fit_gpytorch_svgp`.
@@ -71,11 +73,12 @@ class GPyTorchSVGP(ApproximateGP):
         mean_module: Mean | None = None,
         *,
         learn_inducing_locations: bool = True,
+        natural: bool = False,
     ) -> None:
         if inducing_points.dim() != 2:
             raise ValueError(f"`inducing_points` must be `M x d`, got shape {tuple(inducing_points.shape)}.")
         M, d = inducing_points.shape
-        q = CholeskyVariationalDistribution(M).to(inducing_points)
+        q = (NaturalVariationalDistribution if natural else CholeskyVariationalDistribution)(M).to(inducing_points)
         strategy = VariationalStrategy(self, inducing_points, q, learn_inducing_locations=learn_inducing_locations)
         super().__init__(strategy)
         self.mean_module = ConstantMean() if mean_module is None else mean_module
@@ -95,6 +98,7 @@ class GPyTorchSVGP(ApproximateGP):
         inducing: str | Tensor = "kmeans",
         *,
         seed: int = 0,
+        natural: bool = False,
     ) -> tuple[GPyTorchSVGP, GaussianLikelihood]:
         """A model and likelihood initialised exactly as ``gpvi.SVGP(train_X, ..., seed=seed)``.
 
@@ -106,7 +110,7 @@ class GPyTorchSVGP(ApproximateGP):
         Z = select_inducing_points(train_X, num_inducing, inducing, kernel, seed=seed)
         likelihood = GaussianLikelihood(noise_constraint=GreaterThan(1e-6)).to(train_X)
         likelihood.noise = 0.1
-        return cls(Z, kernel=kernel), likelihood
+        return cls(Z, kernel=kernel, natural=natural), likelihood
 
 
 def _show_progress(progress: bool | None) -> bool:

@@ -8,6 +8,14 @@ Recipes:
   q from the batch's sites (`gpvi.core.sites`; Khan & Lin 2017, Salimbeni et al. 2018), then one
   Adam step on the other parameters. With a Gaussian likelihood and the full batch, ρ = 1 reaches
   the optimal q in one step.
+- ``optimizer="cvi"`` (dual models, `gpvi.models.DualSVGP`; Adam et al. 2021, Li et al. 2023): each
+  step takes ``e_steps`` CVI E-steps on the stored sites, then ``m_steps`` Adam steps on the
+  hyperparameters with the sites frozen, on ``objective`` = "elbo" or "ep" (the EP-like estimate).
+  With a Gaussian likelihood, ``objective="collapsed"`` is the closed-form recipe: the sites are
+  exact for every θ, so the M-step maximises the collapsed (Titsias) bound on all data by L-BFGS
+  (each ``max_steps`` is one function evaluation) and a final full-data E-step (ρ = 1) sets q.
+
+``optimizer=None`` uses the model's ``default_optimizer`` ("adam" for SVGP, "cvi" for DualSVGP).
 
 The ELBO is the total (not per-datum) bound, so with a Gaussian likelihood and Z = X its optimum
 equals the exact log marginal likelihood; Adam minimises −ELBO/N for a scale-free learning rate.
@@ -73,6 +81,12 @@ class FitResult:
     def final_elbo(self) -> float:
         return self.history[-1]["elbo"] if self.history else float("nan")
 
+    @property
+    def final_objective(self) -> float:
+        """The last objective value (the ELBO, or the EP-like estimate for ``objective="ep"``)."""
+        last = self.history[-1] if self.history else {}
+        return last.get("objective", last.get("elbo", float("nan")))
+
     def column(self, key: str) -> list[float]:
         return [h[key] for h in self.history]
 
@@ -102,12 +116,13 @@ def svgp_elbo(
     N = model.num_data if num_data is None else num_data
     strategy = model.strategy
     X_in = X.unsqueeze(-3) if model._num_latents > 1 else X
-    marg = strategy.marginals(X_in)
+    with strategy.shared_terms():  # one Cholesky of Kuu for the marginals and the KL
+        marg = strategy.marginals(X_in)
+        kl = strategy.kl_divergence()
     y, mean, var = _latent_layout(model, Y, marg.prior_mean + marg.centred_mean, marg.var)
     ell = expected_log_prob(model.likelihood, y, mean, var, weights=weights)
     if model._num_latents > 1 and not isinstance(model.likelihood, SoftmaxLikelihood):
         ell = ell.sum(-2)
-    kl = strategy.kl_divergence()
     kl = kl.sum(-1) if model._num_latents > 1 else kl
     log_prior = sum(
         (
@@ -157,7 +172,7 @@ def fit(
     *,
     max_steps: int = 1000,
     batch_size: int | None = None,
-    optimizer: str = "adam",
+    optimizer: str | None = None,
     lr: float = 0.01,
     ngd_step: float | None = None,
     early_stopping: bool | EarlyStopping = True,
@@ -165,6 +180,10 @@ def fit(
     progress: bool | None = None,
     kl_weight: float = 1.0,
     seed: int = 0,
+    objective: str | None = None,
+    e_steps: int = 1,
+    m_steps: int = 1,
+    restore_best: bool | None = None,
 ) -> FitResult:
     """Fit a gpvi model by maximising its ELBO.
 
@@ -172,20 +191,43 @@ def fit(
         model: A gpvi model (e.g. `gpvi.models.SVGP`).
         max_steps: Maximum optimisation steps (each one minibatch).
         batch_size: Minibatch size B; default: all data when N <= 4096, else 1024.
-        optimizer: "adam" (everything by Adam) or "ngd" (natural-gradient steps on q, Adam on the rest).
+        optimizer: "adam" (everything by Adam), "ngd" (natural-gradient steps on q, Adam on the rest),
+            "cvi" (dual models: E-steps on the sites, M-steps by Adam) or None (the model's default).
         lr: Adam's learning rate.
-        ngd_step: ρ for "ngd"; default 1.0 for a Gaussian likelihood with full batches, 0.1 otherwise.
+        ngd_step: ρ for "ngd" and "cvi"; default 1.0 for a Gaussian likelihood with full batches, 0.1 otherwise.
         early_stopping: True (defaults of `EarlyStopping`), False, or an `EarlyStopping`.
         callback: Called as ``callback(step, parts)`` after each step; returning True stops the fit.
         progress: Show a tqdm bar; default: on a terminal, never under pytest.
         kl_weight: β multiplying the KL (1 = the ELBO).
         seed: Seed of the minibatch order.
+        objective: M-step objective for "cvi": "elbo", "ep" (EP-like estimate from the sites) or
+            "collapsed" (Gaussian likelihood: full-data L-BFGS on the collapsed bound). Default:
+            "collapsed" for "cvi" with a Gaussian likelihood and N·M ≤ 5e7, else "elbo".
+        e_steps, m_steps: E-steps and Adam M-steps per step of "cvi" (each on its own minibatch).
+        restore_best: Keep the parameters and sites with the best objective seen and restore them at
+            the end (Li et al.'s rule against a decreasing EP-like objective); default: on for
+            "cvi" with full batches, off otherwise.
 
     Returns:
         A `FitResult`. The model is left in eval mode.
     """
-    if optimizer not in ("adam", "ngd"):
-        raise ValueError(f"`optimizer` must be 'adam' or 'ngd', got {optimizer!r}.")
+    if optimizer is None:
+        optimizer = getattr(model, "default_optimizer", "adam")
+    if optimizer not in ("adam", "ngd", "cvi"):
+        raise ValueError(f"`optimizer` must be 'adam', 'ngd' or 'cvi', got {optimizer!r}.")
+    if optimizer == "cvi" and not hasattr(model, "dual_step"):
+        raise ValueError(f"`optimizer='cvi'` needs a dual model (e.g. DualSVGP), got {type(model).__name__}.")
+    if objective is None:
+        objective = _default_objective(model, optimizer)
+    if objective not in ("elbo", "ep", "collapsed"):
+        raise ValueError(f"`objective` must be 'elbo', 'ep' or 'collapsed', got {objective!r}.")
+    if objective != "elbo" and optimizer != "cvi":
+        raise ValueError(f"`objective={objective!r}` needs `optimizer='cvi'` and a dual model (it is built from sites).")
+    if objective == "collapsed" and not isinstance(model.likelihood, GaussianLikelihood):
+        raise ValueError("`objective='collapsed'` needs a GaussianLikelihood (sites exact in closed form).")
+    for name, value in (("e_steps", e_steps), ("m_steps", m_steps)):
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"`{name}` must be a non-negative int, got {value!r}.")
     if not isinstance(max_steps, int) or max_steps < 0:
         raise ValueError(f"`max_steps` must be a non-negative int, got {max_steps!r}.")
     X_all, Y_all = model.train_X_model, model.model.train_targets
@@ -196,9 +238,20 @@ def fit(
     if ngd_step is None:
         ngd_step = 1.0 if (isinstance(model.likelihood, GaussianLikelihood) and B == N) else 0.1
     stopper = EarlyStopping() if early_stopping is True else (early_stopping or None)
+    if restore_best is None:
+        restore_best = optimizer == "cvi" and B == N
 
     variational = {id(p) for p in model.model.variational_parameters()}
     params = [p for p in model.parameters() if p.requires_grad and (optimizer == "adam" or id(p) not in variational)]
+    if objective == "collapsed":
+        return _fit_collapsed(model, params, max_steps=max_steps, callback=callback, progress=progress)
+    if optimizer == "cvi":
+        return _fit_cvi(
+            model, params, batches=_minibatches(N, B, torch.Generator(device="cpu").manual_seed(seed), X_all.device),
+            max_steps=max_steps, lr=lr, step_size=ngd_step, stopper=stopper, callback=callback,
+            progress=progress, kl_weight=kl_weight, objective=objective, e_steps=e_steps, m_steps=m_steps,
+            restore_best=restore_best,
+        )
     adam = torch.optim.Adam(params, lr=lr) if params else None
     gen = torch.Generator(device="cpu").manual_seed(seed)
     batches = _minibatches(N, B, gen, X_all.device)
@@ -239,6 +292,136 @@ def fit(
             bar.close()
         model.eval()
     return FitResult(history, time.perf_counter() - start, reason, step if history else 0)
+
+
+def _fit_cvi(
+    model,
+    params: list[Tensor],
+    *,
+    batches,
+    max_steps: int,
+    lr: float,
+    step_size: float,
+    stopper: EarlyStopping | None,
+    callback,
+    progress: bool | None,
+    kl_weight: float,
+    objective: str,
+    e_steps: int,
+    m_steps: int,
+    restore_best: bool,
+) -> FitResult:
+    """The "cvi" recipe: E-steps on a dual model's sites, Adam M-steps on the hyperparameters."""
+    X_all, Y_all = model.train_X_model, model.model.train_targets
+    N = X_all.shape[-2]
+    adam = torch.optim.Adam(params, lr=lr) if params and m_steps else None
+
+    def score(Xb: Tensor, Yb: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        if objective == "ep":
+            value = model.ep_objective(Xb, Yb, num_data=N)
+            return value, {"ep": value}
+        parts = svgp_elbo(model, Xb, Yb, num_data=N, kl_weight=kl_weight)
+        return parts.elbo, {k: v for k, v in parts._asdict().items() if k != "log_prior"}
+
+    history: list[dict[str, float]] = []
+    best: tuple[float, dict[str, Tensor]] | None = None
+    reason, start = "max_steps", time.perf_counter()
+    bar = _progress_bar(max_steps, _show_progress(progress), desc="gpvi.fit (cvi)")
+    model.train()
+    step = 0
+    try:
+        for step in range(1, max_steps + 1):
+            for _ in range(e_steps):
+                idx = next(batches)
+                model.dual_step(X_all[idx], Y_all[..., idx], step=step_size, num_data=N)
+            for _ in range(max(m_steps, 1)):
+                idx = next(batches)
+                value, parts = score(X_all[idx], Y_all[..., idx])
+                if restore_best and (best is None or float(value.detach()) > best[0]):  # the state that scored `value`
+                    best = (float(value.detach()), {k: v.detach().clone() for k, v in model.state_dict().items()})
+                if adam is not None:
+                    adam.zero_grad(set_to_none=True)
+                    (-value / N).backward()
+                    adam.step()
+            record = {k: float(v.detach()) for k, v in parts.items()}
+            record.update(step=step, time=time.perf_counter() - start, objective=float(value.detach()))
+            history.append(record)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix({objective: f"{record['objective']:.4g}"})
+            if not math.isfinite(record["objective"]):
+                reason = "non-finite"
+                break
+            if callback is not None and callback(step, {k: v.detach() for k, v in parts.items()}):
+                reason = "callback"
+                break
+            if stopper is not None and stopper.should_stop(-record["objective"] / N):
+                reason = "converged"
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+        model.eval()
+    if restore_best and best is not None:
+        model.load_state_dict(best[1])
+    return FitResult(history, time.perf_counter() - start, reason, step if history else 0)
+
+
+COLLAPSED_MAX_SIZE = 50_000_000  # N·M above which the default "cvi" objective is the minibatch ELBO
+
+
+def _default_objective(model, optimizer: str) -> str:
+    if optimizer != "cvi" or not isinstance(model.likelihood, GaussianLikelihood):
+        return "elbo"
+    size = model.num_data * model.features.num_inducing
+    return "collapsed" if size <= COLLAPSED_MAX_SIZE else "elbo"
+
+
+class _StopFit(Exception):
+    pass
+
+
+def _fit_collapsed(model, params: list[Tensor], *, max_steps: int, callback, progress: bool | None) -> FitResult:
+    """Closed-form Gaussian recipe: L-BFGS (strong Wolfe) on the collapsed bound, then sites at ρ = 1."""
+    N = model.num_data
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    bar = _progress_bar(max_steps, _show_progress(progress), desc="gpvi.fit (collapsed)")
+    lbfgs = torch.optim.LBFGS(
+        params, lr=1.0, max_iter=max(max_steps, 1), max_eval=max(max_steps, 1), history_size=20,
+        line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-10,
+    )
+    reason = "converged"
+
+    def closure() -> Tensor:
+        lbfgs.zero_grad(set_to_none=True)
+        value = model.collapsed_elbo()
+        (-value / N).backward()
+        record = {"step": len(history) + 1, "elbo": float(value.detach()), "time": time.perf_counter() - start}
+        record["objective"] = record["elbo"]
+        history.append(record)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(elbo=f"{record['elbo']:.4g}")
+        if not math.isfinite(record["elbo"]):
+            raise _StopFit("non-finite")
+        if callback is not None and callback(record["step"], {"elbo": value.detach(), "objective": value.detach()}):
+            raise _StopFit("callback")
+        return -value.detach() / N
+
+    model.train()
+    try:
+        lbfgs.step(closure)
+        if len(history) >= max_steps:
+            reason = "max_steps"
+    except _StopFit as stop:
+        reason = str(stop)
+    finally:
+        if bar is not None:
+            bar.close()
+    model.dual_step(step=1.0)
+    model.eval()
+    return FitResult(history, time.perf_counter() - start, reason, len(history))
 
 
 def _minibatches(N: int, B: int, gen: torch.Generator, device: torch.device):

@@ -8,7 +8,7 @@ from gpvi.core.likelihoods import (
     expected_log_prob_and_grads,
 )
 from gpvi.core.linalg import NotPSDError, cholesky
-from gpvi.core.objectives import ElboParts, elbo, ep_log_marginal, kl_whitened
+from gpvi.core.objectives import ElboParts, collapsed_elbo, elbo, ep_log_marginal, kl_whitened
 from gpvi.core.sites import GaussianSites, sites_from_grads
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "LogitBernoulliLikelihood",
     "NotPSDError",
     "cholesky",
+    "collapsed_elbo",
     "elbo",
     "ep_log_marginal",
     "expected_log_prob",

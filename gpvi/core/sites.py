@@ -129,17 +129,20 @@ class GaussianSites:
         return GaussianSites(eta, _sym(prec))
 
     def whitened_posterior(self, *, jitter: float = 0.0) -> tuple[Tensor, Tensor]:
-        """q(v) ∝ N(v; 0, I) t(v) for whitened sites: mean (I + H)⁻¹η and the Cholesky factor of (I + H)⁻¹.
+        """q(v) ∝ N(v; 0, I) t(v) for whitened sites: mean (I + H)⁻¹η and a lower factor of (I + H)⁻¹.
+
+        One Cholesky and one triangular inverse, differentiable: with J the reversal permutation
+        and J(I + H)J = C Cᵀ, the lower-triangular J C⁻ᵀ J satisfies (J C⁻ᵀ J)(J C⁻ᵀ J)ᵀ = (I + H)⁻¹.
+        I + H has eigenvalues ≥ 1, so this is well conditioned whatever K is.
 
         Returns:
-            (mean (*b, M), scale_tril (*b, M, M)). Both factorisations are of matrices with
-            eigenvalues ≥ 1 or in (0, 1], so they are well conditioned whatever K is.
+            (mean (*b, M), scale_tril (*b, M, M)).
         """
         prec = self.prec + (1.0 + jitter) * eye_like(self.prec)
-        chol_prec = cholesky(prec, what="whitened posterior precision I + H")
-        mean = torch.cholesky_solve(self.eta.unsqueeze(-1), chol_prec).squeeze(-1)
-        cov = torch.cholesky_inverse(chol_prec)
-        return mean, cholesky(_sym(cov), what="whitened posterior covariance")
+        chol_flip = cholesky(prec.flip(-1, -2), what="whitened posterior precision I + H")
+        mean = torch.cholesky_solve(self.eta.flip(-1).unsqueeze(-1), chol_flip).squeeze(-1).flip(-1)
+        inv_t = tri_solve(chol_flip, eye_like(prec).expand_as(prec)).mT  # C⁻ᵀ, upper
+        return mean, inv_t.flip(-1, -2)
 
     def posterior(self, chol_K: Tensor) -> tuple[Tensor, Tensor]:
         """q(u) ∝ N(u; 0, K) t(u) in u-space, computed through the whitened form.

@@ -60,7 +60,7 @@ class BayesOpt:
 
     Args:
         bounds: `2 x d` box of the inputs.
-        model_factory: "singletaskgp" (BoTorch's exact GP), "svgp" (gpvi), a "module:callable"
+        model_factory: "singletaskgp" (BoTorch's exact GP), "svgp" or "dual-svgp" (gpvi), a "module:callable"
             path, a `ModelFactory`, or ``fn(train_X, train_Y) -> fitted Model``.
         acquisition: "qlogei", "qlognei", "ucb", "ts" (pathwise Thompson sampling), "random"
             (uniform random search, no model), or ``fn(model, train_X, train_Y) -> AcquisitionFunction``

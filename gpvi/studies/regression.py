@@ -3,6 +3,8 @@
 Methods (``model`` of a ``[[methods]]`` table, options in ``options``):
 - "svgp": gpvi's SVGP, natural-gradient steps on q + Adam (options: num_inducing 256,
   max_steps 2000, batch_size 1024, lr 0.01, inducing "kmeans");
+- "dual-svgp": gpvi's DualSVGP with its default recipe (Gaussian: L-BFGS on the collapsed bound,
+  exact sites; options: num_inducing 256, max_steps 300 evaluations, inducing "kmeans");
 - "gpytorch-svgp": gpytorch's own SVGP, Adam on the VariationalELBO (same options);
 - "exact": BoTorch's `SingleTaskGP` fitted by `fit_gpytorch_mll`; on more than ``max_n``
   (default 3000) training points it uses a random subset of that size (subset of data);
@@ -72,6 +74,14 @@ def _fit(model: str, X: torch.Tensor, Y: torch.Tensor, options: dict[str, Any], 
             seed=seed,
             **options,
         )
+        return lambda Xt: predict(m, Xt)
+    if model == "dual-svgp":
+        import gpvi
+
+        m = gpvi.DualSVGP(
+            X, Y, num_inducing=options.pop("num_inducing", 256), inducing=options.pop("inducing", "kmeans"), seed=seed
+        )
+        gpvi.fit(m, max_steps=options.pop("max_steps", 300), progress=False, seed=seed, **options)
         return lambda Xt: predict(m, Xt)
     if model == "gpytorch-svgp":
         from gpvi.baselines import GPyTorchSVGP, fit_gpytorch_svgp, predict_gpytorch_svgp

@@ -18,7 +18,7 @@ A BO study::
 
     [[methods]]
     name = "svgp-ts"
-    model = "svgp"              # "random" | "singletaskgp" | "svgp" | "pkg.mod:factory"
+    model = "svgp"              # "random" | "singletaskgp" | "svgp" | "dual-svgp" | "pkg.mod:factory"
     acquisition = "ts"          # "qlogei" | "qlognei" | "ucb" | "ts"
     options = { num_inducing = 64 }          # model options (optional)
     acquisition_options = { raw_samples = 128 }
@@ -26,7 +26,7 @@ A BO study::
 
 A regression study (kind = "regression") has ``[[datasets]]`` (``name`` of a UCI set, optional
 ``max_train``) instead of problems, ``splits`` instead of seeds, and methods with ``model`` in
-"svgp" | "gpytorch-svgp" | "exact" | "pkg.mod:callable" and ``options``.
+"svgp" | "dual-svgp" | "gpytorch-svgp" | "exact" | "pkg.mod:callable" and ``options``.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from typing import Any
 
 import tomllib
 
-BO_MODELS = ("random", "singletaskgp", "svgp")
-REGRESSION_MODELS = ("svgp", "gpytorch-svgp", "exact")
+BO_MODELS = ("random", "singletaskgp", "svgp", "dual-svgp")
+REGRESSION_MODELS = ("svgp", "dual-svgp", "gpytorch-svgp", "exact")
 
 
 class StudyError(ValueError):

@@ -25,6 +25,7 @@ terms are detached from the hyperparameters. Nothing is cached in train mode.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from typing import Any, NamedTuple
 
@@ -221,8 +222,27 @@ class WhitenedSVGPStrategy(_VariationalStrategy):
         return WhitenedTerms(L, middle, mean_weights)
 
     def _chol_Kuu(self) -> Tensor:
+        memo = self.__dict__.get("_memo")
+        if memo is not None and "chol_Kuu" in memo:
+            return memo["chol_Kuu"]
         Kuu = self.features.Kuu(self.model.covar_module)
-        return cholesky(Kuu + self.jitter_val * eye_like(Kuu), jitter=self.jitter_val, what="Kuu")
+        L = cholesky(Kuu + self.jitter_val * eye_like(Kuu), jitter=self.jitter_val, what="Kuu")
+        if memo is not None:
+            memo["chol_Kuu"] = L
+        return L
+
+    @contextlib.contextmanager
+    def shared_terms(self):
+        """Within this block, Kuu's Cholesky factor (and q, where derived from it) is computed once.
+
+        An objective that needs both the marginals and the KL (the ELBO) enters it, so that one
+        evaluation factorises Kuu once; outside it nothing is memoised (no stale autograd graphs).
+        """
+        self.__dict__["_memo"] = {}
+        try:
+            yield
+        finally:
+            self.__dict__["_memo"] = None
 
     # -- q(f) -----------------------------------------------------------------------------------
     def __call__(self, x: Tensor, prior: bool = False, diag: bool = True, **kwargs: Any) -> MultivariateNormal:

@@ -219,11 +219,16 @@ options = { num_inducing = 32, max_steps = 60 }
 [[methods]]
 name = "exact"
 model = "exact"
+
+[[methods]]
+name = "dual"
+model = "dual-svgp"
+options = { num_inducing = 32, max_steps = 40 }
 """
     (tmp_path / "reg.toml").write_text(text)
     outcome = run_study(tmp_path / "reg.toml", progress=False, log=lambda line: None)
-    assert (outcome.done, outcome.failed) == (3, 0)
+    assert (outcome.done, outcome.failed) == (4, 0)
     with Store(outcome.db) as store:
         metrics = {r.method: store.metrics(r.run_id) for r in store.runs()}
-    assert metrics["exact"]["rmse"] < 0.35 and metrics["gpvi-svgp"]["rmse"] < 0.6
+    assert metrics["exact"]["rmse"] < 0.35 and metrics["gpvi-svgp"]["rmse"] < 0.6 and metrics["dual"]["rmse"] < 0.6
     assert all({"rmse", "nlpd", "fit_time", "predict_time", "peak_memory_mb"} <= set(m) for m in metrics.values())

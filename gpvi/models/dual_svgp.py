@@ -1,0 +1,187 @@
+"""DualSVGP: a sparse variational GP whose q(u) is held by dual (site) parameters and fit by CVI.
+
+Adam, Chang, Khan & Solin (2021), "Dual Parameterization of Sparse Variational Gaussian
+Processes", NeurIPS; Li, John & Solin (2023), "Improving Hyperparameter Learning under Approximate
+Inference in Gaussian Process Models", ICML. The formulas are in `gpvi.sequential.dual`.
+
+    q(u − E[u]) ∝ N(0, K) exp(ηᵀu − ½ uᵀHu),  η = Σ α_n K⁻¹k_n,  H = Σ β_n K⁻¹k_n k_nᵀK⁻¹
+
+Training (`gpvi.fit(model)`, recipe "cvi") alternates closed-form E-steps on the sites with Adam
+M-steps on the hyperparameters, whose objective is the ELBO or the EP-like marginal-likelihood
+estimate from the sites (the hybrid of Li et al.):
+
+    ELBO  = Σ_n E_q[log p(y_n | f_n)] − KL[q ‖ p]                       (q built from fixed sites and K_θ)
+    log Z_EP = the sparse power-EP energy at the sites (`gpvi.core.objectives.ep_log_marginal`)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from gpytorch.kernels import Kernel
+from gpytorch.likelihoods import GaussianLikelihood, Likelihood
+from torch import Tensor
+
+from gpvi._validation import check_train_data
+from gpvi.core.linalg import tri_solve
+from gpvi.core.objectives import collapsed_elbo, ep_log_marginal
+from gpvi.core.sites import GaussianSites
+from gpvi.models.svgp import SVGP
+from gpvi.sequential.dual import DualSites, DualSVGPStrategy, batch_sites, dual_step
+
+
+class DualSVGP(SVGP):
+    """SVGP with a dual (site) parameterised q(u), CVI E-steps and an ELBO or EP-like M-step.
+
+    Example:
+        >>> model = DualSVGP(train_X, train_Y, likelihood=BernoulliLikelihood(), num_inducing=64)
+        >>> gpvi.fit(model, objective="ep")            # E-steps on the sites, Adam on θ
+        >>> model.posterior(test_X).mean
+
+    Args:
+        train_X, train_Y, likelihood, num_inducing, inducing, kernel: as for `SVGP`.
+        full_gp: Use every training input as an inducing input (Z = X, not trained): the
+            full-GP CVI model of Li et al. for small data.
+        All keyword options of `SVGP` (``mean_module``, ``learn_inducing``, ``jitter``, transforms, ``seed``)
+        except ``whiten`` (the sites define q whatever the coordinates).
+    """
+
+    #: The `gpvi.fit` recipe used when no optimizer is given.
+    default_optimizer = "cvi"
+
+    def __init__(
+        self,
+        train_X: Tensor,
+        train_Y: Tensor,
+        likelihood: Likelihood | None = None,
+        num_inducing: int = 128,
+        inducing: str | Tensor = "kmeans",
+        kernel: Kernel | None = None,
+        *,
+        full_gp: bool = False,
+        **options: Any,
+    ) -> None:
+        if "whiten" in options:
+            raise TypeError("DualSVGP has no `whiten` option: its q is defined by sites.")
+        if full_gp:
+            train_X, train_Y = check_train_data(train_X, train_Y)
+            num_inducing, options["learn_inducing"] = train_X.shape[0], False
+        super().__init__(train_X, train_Y, likelihood, num_inducing, inducing, kernel, **options)
+        old = self.strategy
+        sites = DualSites(old.features.num_inducing, old._variational_distribution.batch_shape, dtype=train_X.dtype)
+        strategy = DualSVGPStrategy(self.model, old.features, sites, jitter=old._jitter_val)
+        self.model.variational_strategy = strategy.to(train_X)
+
+    # -- the sites --------------------------------------------------------------------------------
+    @property
+    def sites(self) -> GaussianSites:
+        """The u-space sites (η (*b, M), H (*b, M, M)) on u − E[u]; see `gpvi.sequential.dual`."""
+        return self.strategy.dual_sites.sites
+
+    def set_sites(self, sites: GaussianSites) -> None:
+        """Overwrite the sites (e.g. restored from a checkpoint or moved to new inducing inputs)."""
+        self.strategy.dual_sites.assign(sites)
+
+    def reset_sites(self) -> None:
+        """Zero sites: q(u) equals the prior."""
+        self.set_sites(self.sites.scaled(0.0))
+
+    def dual_step(
+        self,
+        X: Tensor | None = None,
+        Y: Tensor | None = None,
+        *,
+        step: float = 1.0,
+        num_data: int | None = None,
+        chunk_size: int = 4096,
+    ) -> GaussianSites:
+        """One CVI E-step of size ρ on model-space (X, Y); default: all training data, in chunks.
+
+        Returns the target sites (the batch's, scaled by N/B). With a Gaussian likelihood, all data
+        and ρ = 1 the result is the optimal (collapsed, Titsias) q for the current hyperparameters.
+        """
+        was_training = self.training
+        self.train()
+        try:
+            if X is not None:
+                return dual_step(self, X, Y, step=step, num_data=num_data)
+            X_all, Y_all = self.train_X_model, self.model.train_targets
+            target = None
+            for idx in torch.arange(X_all.shape[-2], device=X_all.device).split(chunk_size):
+                part = dual_step(self, X_all[idx], Y_all[..., idx], step=0.0, num_data=idx.numel())
+                target = part if target is None else target + part
+            self.set_sites(self.sites.damped(target, step))
+            return target
+        finally:
+            self.train(was_training)
+
+    # -- M-step objectives ------------------------------------------------------------------------
+    def ep_objective(
+        self, X: Tensor | None = None, Y: Tensor | None = None, *, num_data: int | None = None, power: float = 1.0
+    ) -> Tensor:
+        """EP-like estimate of log p(y | θ) from the sites (Li et al. 2023; sparse power-EP energy).
+
+        The per-datum sites (α_n, β_n) are those at the current q, held fixed (detached) while θ
+        moves; q itself is rebuilt from the stored sites and K_θ, so gradients flow through K_θ.
+        With a Gaussian likelihood, Z = X and exact sites it equals the exact log marginal
+        likelihood. One-dimensional likelihoods with a single latent only.
+        """
+        if self._num_latents != 1:
+            raise NotImplementedError("The EP-like objective supports a single latent GP.")
+        if X is None:
+            X, Y = self.train_X_model, self.model.train_targets
+        N = self.num_data if num_data is None else num_data
+        strategy = self.strategy
+        with torch.no_grad():
+            alpha, beta, _ = batch_sites(self, X, Y)
+        marg = strategy.marginals(X)
+        L = marg.chol_Kuu
+        A = tri_solve(L, marg.Kuf)
+        mean_v, tril_v = strategy.whitened_q(L)
+        return ep_log_marginal(
+            self.likelihood,
+            Y,
+            prior_mean=marg.prior_mean,
+            proj_mean=marg.centred_mean,
+            proj_var=(tril_v.mT @ A).pow(2).sum(-2),
+            cond_var=self.model.covar_module(X, diag=True) - A.pow(2).sum(-2),
+            alpha=alpha,
+            beta=beta,
+            q_mean=mean_v,
+            q_scale_tril=tril_v,
+            num_data=N,
+            power=power,
+        )
+
+    def collapsed_elbo(self) -> Tensor:
+        """The ELBO at the optimal sites for the current θ, on all data (Gaussian likelihood only).
+
+        With a Gaussian likelihood the dual parameters α_n = (y_n − μ₀(x_n))/σ², β_n = 1/σ² do not
+        depend on q, so the per-datum (P-form) dual ELBO with Kuf(θ) recomputed is the collapsed
+        Titsias bound (`gpvi.core.objectives.collapsed_elbo`): the M-step objective of the closed-form
+        Gaussian recipe (``gpvi.fit(model, objective="collapsed")``). Total over the data, (*b,) summed
+        over outputs.
+        """
+        if not isinstance(self.likelihood, GaussianLikelihood):
+            raise TypeError(f"collapsed_elbo needs a GaussianLikelihood, got {type(self.likelihood).__name__}.")
+        X, Y = self.train_X_model, self.model.train_targets
+        X_in = X.unsqueeze(-3) if self._num_latents > 1 else X
+        kernel = self.model.covar_module
+        value = collapsed_elbo(
+            self.strategy._chol_Kuu(),
+            self.features.Kuf(kernel, X_in),
+            kernel(X_in, diag=True),
+            Y - self.model.mean_module(X_in),
+            self.likelihood.noise,
+        )
+        return value.sum(-1) if self._num_latents > 1 else value
+
+    # -- absorbing data ---------------------------------------------------------------------------
+    def update(self, X: Tensor, Y: Tensor, *, max_steps: int = 20, **fit_options: Any) -> DualSVGP:
+        """Absorb new data in place: append them, then a short warm-started CVI fit (E- and M-steps)."""
+        fit_options.setdefault("optimizer", "cvi")
+        return super().update(X, Y, max_steps=max_steps, **fit_options)
+
+
+__all__ = ["DualSVGP"]
