@@ -79,7 +79,7 @@ class FitResult:
 
     @property
     def final_elbo(self) -> float:
-        return self.history[-1]["elbo"] if self.history else float("nan")
+        return self.history[-1].get("elbo", float("nan")) if self.history else float("nan")
 
     @property
     def final_objective(self) -> float:
@@ -222,7 +222,9 @@ def fit(
     if objective not in ("elbo", "ep", "collapsed"):
         raise ValueError(f"`objective` must be 'elbo', 'ep' or 'collapsed', got {objective!r}.")
     if objective != "elbo" and optimizer != "cvi":
-        raise ValueError(f"`objective={objective!r}` needs `optimizer='cvi'` and a dual model (it is built from sites).")
+        raise ValueError(
+            f"`objective={objective!r}` needs `optimizer='cvi'` and a dual model (it is built from sites)."
+        )
     if objective == "collapsed" and not isinstance(model.likelihood, GaussianLikelihood):
         raise ValueError("`objective='collapsed'` needs a GaussianLikelihood (sites exact in closed form).")
     for name, value in (("e_steps", e_steps), ("m_steps", m_steps)):
@@ -247,9 +249,19 @@ def fit(
         return _fit_collapsed(model, params, max_steps=max_steps, callback=callback, progress=progress)
     if optimizer == "cvi":
         return _fit_cvi(
-            model, params, batches=_minibatches(N, B, torch.Generator(device="cpu").manual_seed(seed), X_all.device),
-            max_steps=max_steps, lr=lr, step_size=ngd_step, stopper=stopper, callback=callback,
-            progress=progress, kl_weight=kl_weight, objective=objective, e_steps=e_steps, m_steps=m_steps,
+            model,
+            params,
+            batches=_minibatches(N, B, torch.Generator(device="cpu").manual_seed(seed), X_all.device),
+            max_steps=max_steps,
+            lr=lr,
+            step_size=ngd_step,
+            stopper=stopper,
+            callback=callback,
+            progress=progress,
+            kl_weight=kl_weight,
+            objective=objective,
+            e_steps=e_steps,
+            m_steps=m_steps,
             restore_best=restore_best,
         )
     adam = torch.optim.Adam(params, lr=lr) if params else None
@@ -388,8 +400,14 @@ def _fit_collapsed(model, params: list[Tensor], *, max_steps: int, callback, pro
     start = time.perf_counter()
     bar = _progress_bar(max_steps, _show_progress(progress), desc="gpvi.fit (collapsed)")
     lbfgs = torch.optim.LBFGS(
-        params, lr=1.0, max_iter=max(max_steps, 1), max_eval=max(max_steps, 1), history_size=20,
-        line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-10,
+        params,
+        lr=1.0,
+        max_iter=max(max_steps, 1),
+        max_eval=max(max_steps, 1),
+        history_size=20,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-9,
+        tolerance_change=1e-10,
     )
     reason = "converged"
 

@@ -2,29 +2,37 @@
 
 ``uci.load(name, split)`` reads the offline UCI copy (see :mod:`gpvi.data.uci` for where it is
 looked for); ``synthetic.gp_draw`` gives exact GP prior draws with known hyperparameters;
-``classification`` wraps scikit-learn's bundled breast-cancer and digits sets.
+``classification`` wraps scikit-learn's bundled breast-cancer and digits sets; ``multitask`` holds
+many-curve (multi-task) data: the MagmaClust-style ``simulate_multitask`` mixture and the World Bank
+``fertility`` curves.
 """
 
 from __future__ import annotations
 
-from gpvi.data import classification, synthetic, uci
+from gpvi.data import classification, multitask, synthetic, uci
 from gpvi.data.classification import breast_cancer, digits, train_test_split
+from gpvi.data.multitask import MultiTaskData, fertility
 from gpvi.data.synthetic import GPDraw, banana, gp_draw
 from gpvi.data.uci import UCIData
 
 load_uci = uci.load
 available_uci = uci.available
+simulate_multitask = multitask.simulate
 
 __all__ = [
     "GPDraw",
+    "MultiTaskData",
     "UCIData",
     "available_uci",
     "banana",
     "breast_cancer",
     "classification",
     "digits",
+    "fertility",
     "gp_draw",
     "load_uci",
+    "multitask",
+    "simulate_multitask",
     "synthetic",
     "train_test_split",
     "uci",

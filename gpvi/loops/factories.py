@@ -11,6 +11,7 @@ so the models see the unit cube and standardised targets whatever the problem's 
   `update()` absorbs new points with a short refit.
 - `DualSVGPFactory`: gpvi's `DualSVGP` (closed-form sites for Gaussian data, L-BFGS on the
   collapsed bound), warm-started likewise.
+- `MagmaClustFactory`: a new task under a MagmaClust prior learned from related past tasks.
 - `CallableFactory`: any ``fn(train_X, train_Y) -> fitted Model`` (refit from scratch each time).
 """
 
@@ -145,14 +146,40 @@ class DualSVGPFactory(SVGPFactory):
     name = "dual-svgp"
     optimizer = "cvi"
 
-    def __init__(self, num_inducing: int = 128, max_steps: int = 100, warm_steps: int = 40, update_steps: int = 10,
-                 lr: float = 0.05, inducing: str = "kmeans") -> None:
+    def __init__(
+        self,
+        num_inducing: int = 128,
+        max_steps: int = 100,
+        warm_steps: int = 40,
+        update_steps: int = 10,
+        lr: float = 0.05,
+        inducing: str = "kmeans",
+    ) -> None:
         super().__init__(num_inducing, max_steps, warm_steps, update_steps, lr, inducing)
 
     def _model_class(self) -> type:
         from gpvi.models import DualSVGP
 
         return DualSVGP
+
+
+class MagmaClustFactory(ModelFactory):
+    """A new task under a fitted `gpvi.multitask.MagmaClust` prior (transfer from related tasks).
+
+    The prior must be fitted on past tasks in the problem's own input space and in the loop's
+    maximisation sign (negate past outputs when the loop minimises). Nothing is refitted per
+    iteration except the new task's cluster probabilities (and its kernel, when task-specific).
+    """
+
+    name = "magmaclust"
+
+    def __init__(self, prior: Any) -> None:
+        self.prior = prior
+
+    def fit(self, train_X: Tensor, train_Y: Tensor, bounds: Tensor, warm: WarmState = None) -> Model:
+        from gpvi.multitask import MagmaClustTaskModel
+
+        return MagmaClustTaskModel(self.prior, train_X, train_Y)
 
 
 class CallableFactory(ModelFactory):
@@ -216,6 +243,7 @@ __all__ = [
     "ModelFactory",
     "SVGPFactory",
     "DualSVGPFactory",
+    "MagmaClustFactory",
     "SingleTaskGPFactory",
     "load_object",
     "make_factory",

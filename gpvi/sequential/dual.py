@@ -46,7 +46,8 @@ from gpvi.variational.svgp import WhitenedSVGPStrategy
 class DualSites(_VariationalDistribution):
     """Buffers η (*b, M) and H (*b, M, M): u-space sites on u − E[u] (zero sites: q = prior)."""
 
-    def __init__(self, num_inducing: int, batch_shape: torch.Size = torch.Size(), dtype: torch.dtype | None = None):
+    def __init__(self, num_inducing: int, batch_shape: torch.Size | None = None, dtype: torch.dtype | None = None):
+        batch_shape = torch.Size() if batch_shape is None else torch.Size(batch_shape)
         super().__init__(num_inducing_points=num_inducing, batch_shape=batch_shape)
         dtype = dtype or torch.get_default_dtype()
         self.register_buffer("eta", torch.zeros(*batch_shape, num_inducing, dtype=dtype))

@@ -44,8 +44,17 @@ def run(name: str, split: int, objective: str, num_inducing: int, steps: int) ->
     Xtr, Ytr, Xte, Yte = train_test_split(X, Y, test_fraction=0.2, seed=split)
     model = gpvi.DualSVGP(Xtr, Ytr, likelihood=BernoulliLikelihood(), num_inducing=num_inducing, seed=split)
     start = time.perf_counter()
-    gpvi.fit(model, objective=objective, max_steps=steps, e_steps=2, m_steps=2, ngd_step=0.5, lr=0.05,
-             early_stopping=gpvi.EarlyStopping(patience=20, rel_tol=1e-4), progress=False)
+    gpvi.fit(
+        model,
+        objective=objective,
+        max_steps=steps,
+        e_steps=2,
+        m_steps=2,
+        ngd_step=0.5,
+        lr=0.05,
+        early_stopping=gpvi.EarlyStopping(patience=20, rel_tol=1e-4),
+        progress=False,
+    )
     elapsed = time.perf_counter() - start
     with torch.no_grad():
         prob = model.posterior(Xte, observation_noise=True).distribution.probs.reshape(-1)
@@ -70,13 +79,16 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for name in args.datasets:
         results = {obj: [run(name, s, obj, args.m, args.steps) for s in range(args.splits)] for obj in ("elbo", "ep")}
-        wins = sum(e[0] < v[0] for e, v in zip(results["ep"], results["elbo"]))
+        wins = sum(e[0] < v[0] for e, v in zip(results["ep"], results["elbo"], strict=True))
         for obj, rows in results.items():
-            nlpd, acc, sec = zip(*rows)
-            sd = (lambda v: statistics.stdev(v) if len(v) > 1 else 0.0)
+            nlpd, acc, sec = zip(*rows, strict=True)
+            sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0
             extra = f"{wins}/{args.splits} splits" if obj == "ep" else ""
-            print(f"| {name} | {obj} | {statistics.mean(nlpd):.4f} ± {sd(nlpd):.4f} | "
-                  f"{statistics.mean(acc):.4f} ± {sd(acc):.4f} | {statistics.mean(sec):.1f} | {extra} |", flush=True)
+            print(
+                f"| {name} | {obj} | {statistics.mean(nlpd):.4f} ± {sd(nlpd):.4f} | "
+                f"{statistics.mean(acc):.4f} ± {sd(acc):.4f} | {statistics.mean(sec):.1f} | {extra} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

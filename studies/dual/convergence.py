@@ -17,9 +17,14 @@ training time (the evaluations are not counted):
   L-BFGS evaluation's value *is* the full-data ELBO at the E-step optimum; the final E-step
   (ρ = 1, the one that writes the sites) is included in the time.
 
-Reported: the target = the best full-data ELBO any method reached; for each method the wall time
-until its ELBO is within 0.1 % of the target (">budget" if never), its final ELBO, test RMSE and
-NLPD (standardised units), and the speed-up of dual-collapsed over each peer (time-to-target ratio).
+Reported per method: steps taken, the best full-data ELBO per datum in the budget, the wall time
+until the ELBO is within 0.1 % of the best value any method reached (">budget" if never), test
+RMSE and NLPD (standardised units), and, for each peer, the speed-up of dual-collapsed: the time
+the peer needs to reach its own best ELBO in the budget divided by the time dual-collapsed needs to
+reach that same value (a lower bound on the speed-up to convergence when the peer is still
+improving at the end of the budget).
+
+    .venv/bin/python studies/dual/convergence.py --report studies/dual/convergence-m256.jsonl --plot out.png
 """
 
 from __future__ import annotations
@@ -108,6 +113,68 @@ def time_to(trace, target: float) -> float:
     return math.inf
 
 
+def first_time(trace, value: float) -> float:
+    """First time at which the trace reaches ``value`` (inf if never)."""
+    return next((t for t, v in trace if v >= value), math.inf)
+
+
+def table(records: list[dict], budget: float) -> list[str]:
+    """Markdown rows for one (data, split, M) group of records (one per method)."""
+    target = max(max(v for _, v in r["trace"]) for r in records)
+    dual = next(r for r in records if r["method"] == "dual-collapsed")
+    lines = []
+    for r in records:
+        best = max(v for _, v in r["trace"])
+        t = time_to(r["trace"], target)
+        t_txt = f"{t:.1f}" if math.isfinite(t) else f">{budget:.0f}"
+        speed = ""
+        if r is not dual:
+            mine, theirs = first_time(r["trace"], best), first_time(dual["trace"], best)
+            speed = f"{mine / theirs:.1f}x ({theirs:.1f} s vs {mine:.0f} s)"
+        lines.append(
+            f"| {r['data']} | {r['split']} | {r['M']} | {r['method']} | {r['steps']} | {best:.4f} | {t_txt} | "
+            f"{r['rmse']:.4f} | {r['nlpd']:.4f} | {speed} |"
+        )
+    return lines
+
+
+HEADER = [
+    "| data | split | M | method | steps | best ELBO/N | time to 0.1% of best (s) | RMSE | NLPD "
+    "| dual speed-up to the peer's best |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+]
+
+
+def report(path: Path, plot: Path | None, budget: float) -> None:
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["data"], r["split"], r["M"]), []).append(r)
+    print("\n".join(HEADER))
+    for group in groups.values():
+        print("\n".join(table(group, budget)))
+    if plot is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.6), squeeze=False)
+        for ax, ((name, split, M), group) in zip(axes[0], groups.items(), strict=True):
+            best = max(max(v for _, v in r["trace"]) for r in group)
+            for r in group:
+                t, v = zip(*r["trace"], strict=True)
+                ax.plot(t, v, label=r["method"])
+            ax.set_ylim(best - 0.15 * abs(best) - 0.05, best + 0.02 * abs(best) + 0.005)
+            ax.set_title(f"{name} split {split}, M = {M}")
+            ax.set_xlabel("wall time (s)")
+            ax.set_ylabel("full-data ELBO / N")
+        axes[0][0].legend(loc="lower right")
+        fig.tight_layout()
+        fig.savefig(plot, dpi=110)
+        print(f"wrote {plot}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["elevators", "kin40k", "protein"])
@@ -118,14 +185,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="append JSON lines with the traces here")
     parser.add_argument("--quick", action="store_true", help="yacht, M=16, 3 s per method")
+    parser.add_argument("--report", type=Path, default=None, help="only tabulate (and plot) this JSON-lines file")
+    parser.add_argument("--plot", type=Path, default=None, help="with --report: write ELBO-vs-time curves here")
     args = parser.parse_args()
+    if args.report is not None:
+        report(args.report, args.plot, args.budget)
+        return
     if args.quick:
         args.datasets, args.splits, args.m, args.budget, args.eval_every = ["yacht"], [0], [16], 3.0, 0.5
     torch.set_num_threads(args.threads)
     torch.set_default_dtype(torch.float64)
 
-    print("| data | split | M | method | steps | final ELBO/N | time to 0.1% (s) | RMSE | NLPD | dual speed-up |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(HEADER))
     for name in args.datasets:
         for split in args.splits:
             data = uci.load(name, split=split)
@@ -135,22 +206,14 @@ def main() -> None:
                     "gpytorch-ngd": _gpytorch_run(data, M, args.budget, args.eval_every, natural=True),
                     "dual-collapsed": _dual_run(data, M, args.budget),
                 }
-                target = max(max(v for _, v in trace) for trace, *_ in runs.values())
-                times = {k: time_to(trace, target) for k, (trace, *_) in runs.items()}
-                for method, (trace, steps, rmse, nlpd) in runs.items():
-                    t = times[method]
-                    ratio = t / times["dual-collapsed"] if method != "dual-collapsed" else 1.0
-                    t_txt = f"{t:.1f}" if math.isfinite(t) else f">{args.budget:.0f}"
-                    r_txt = f"{ratio:.1f}x" if math.isfinite(ratio) else f">{args.budget / times['dual-collapsed']:.1f}x"
-                    print(
-                        f"| {name} | {split} | {M} | {method} | {steps} | {trace[-1][1]:.4f} | {t_txt} | "
-                        f"{rmse:.4f} | {nlpd:.4f} | {r_txt if method != 'dual-collapsed' else ''} |",
-                        flush=True,
-                    )
-                    if args.out is not None:
-                        with args.out.open("a") as fh:
-                            record = dict(data=name, split=split, M=M, method=method, trace=trace, target=target)
-                            fh.write(json.dumps(record | dict(steps=steps, rmse=rmse, nlpd=nlpd)) + "\n")
+                records = [
+                    dict(data=name, split=split, M=M, method=method, trace=trace, steps=steps, rmse=rmse, nlpd=nlpd)
+                    for method, (trace, steps, rmse, nlpd) in runs.items()
+                ]
+                print("\n".join(table(records, args.budget)), flush=True)
+                if args.out is not None:
+                    with args.out.open("a") as fh:
+                        fh.writelines(json.dumps(r) + "\n" for r in records)
 
 
 if __name__ == "__main__":

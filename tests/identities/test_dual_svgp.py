@@ -194,7 +194,9 @@ def test_cvi_matches_gpytorch_natural_gradient_steps():
     likelihood = ExactProbit()
     model = DualSVGP(X, Y, likelihood=likelihood, num_inducing=8, learn_inducing=False)
     Z = model.features.locations.detach()
-    twin = GPyTorchSVGP(Z, kernel=_copy(model.model.covar_module), mean_module=_copy(model.model.mean_module), natural=True)
+    twin = GPyTorchSVGP(
+        Z, kernel=_copy(model.model.covar_module), mean_module=_copy(model.model.mean_module), natural=True
+    )
     mll = VariationalELBO(likelihood, twin, num_data=40)
     ngd = gpytorch.optim.NGD(list(twin.variational_parameters()), num_data=40, lr=0.5)
     twin.train()
