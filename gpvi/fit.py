@@ -184,6 +184,7 @@ def fit(
     e_steps: int = 1,
     m_steps: int = 1,
     restore_best: bool | None = None,
+    warmup_e_steps: int = 20,
 ) -> FitResult:
     """Fit a gpvi model by maximising its ELBO.
 
@@ -207,6 +208,9 @@ def fit(
         restore_best: Keep the parameters and sites with the best objective seen and restore them at
             the end (Li et al.'s rule against a decreasing EP-like objective); default: on for
             "cvi" with full batches, off otherwise.
+        warmup_e_steps: For "cvi", E-steps before the first M-step, so that the sites are near
+            their fixed point when θ starts to move (the EP-like estimate is not a bound: with
+            unconverged sites it can be spuriously high, and early stopping would lock onto that).
 
     Returns:
         A `FitResult`. The model is left in eval mode.
@@ -263,6 +267,7 @@ def fit(
             e_steps=e_steps,
             m_steps=m_steps,
             restore_best=restore_best,
+            warmup_e_steps=warmup_e_steps,
         )
     adam = torch.optim.Adam(params, lr=lr) if params else None
     gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -322,10 +327,14 @@ def _fit_cvi(
     e_steps: int,
     m_steps: int,
     restore_best: bool,
+    warmup_e_steps: int = 0,
 ) -> FitResult:
     """The "cvi" recipe: E-steps on a dual model's sites, Adam M-steps on the hyperparameters."""
     X_all, Y_all = model.train_X_model, model.model.train_targets
     N = X_all.shape[-2]
+    for _ in range(warmup_e_steps):
+        idx = next(batches)
+        model.dual_step(X_all[idx], Y_all[..., idx], step=step_size, num_data=N)
     adam = torch.optim.Adam(params, lr=lr) if params and m_steps else None
 
     def score(Xb: Tensor, Yb: Tensor) -> tuple[Tensor, dict[str, Tensor]]:

@@ -72,6 +72,7 @@ class DualSVGP(SVGP):
         sites = DualSites(old.features.num_inducing, old._variational_distribution.batch_shape, dtype=train_X.dtype)
         strategy = DualSVGPStrategy(self.model, old.features, sites, jitter=old._jitter_val)
         self.model.variational_strategy = strategy.to(train_X)
+        self._point_sites: tuple[Tensor, Tensor] | None = None  # per-datum (α, β) of the last full E-step
 
     # -- the sites --------------------------------------------------------------------------------
     @property
@@ -105,13 +106,19 @@ class DualSVGP(SVGP):
         self.train()
         try:
             if X is not None:
-                return dual_step(self, X, Y, step=step, num_data=num_data)
+                result = dual_step(self, X, Y, step=step, num_data=num_data)
+                full = X.shape[-2] == self.num_data and torch.equal(X, self.train_X_model)
+                self._point_sites = (result.alpha, result.beta) if full else None
+                return result.target
             X_all, Y_all = self.train_X_model, self.model.train_targets
-            target = None
+            target, alphas, betas = None, [], []
             for idx in torch.arange(X_all.shape[-2], device=X_all.device).split(chunk_size):
                 part = dual_step(self, X_all[idx], Y_all[..., idx], step=0.0, num_data=idx.numel())
-                target = part if target is None else target + part
+                target = part.target if target is None else target + part.target
+                alphas.append(part.alpha)
+                betas.append(part.beta)
             self.set_sites(self.sites.damped(target, step))
+            self._point_sites = (torch.cat(alphas, -1), torch.cat(betas, -1))
             return target
         finally:
             self.train(was_training)
@@ -122,8 +129,10 @@ class DualSVGP(SVGP):
     ) -> Tensor:
         """EP-like estimate of log p(y | θ) from the sites (Li et al. 2023; sparse power-EP energy).
 
-        The per-datum sites (α_n, β_n) are those at the current q, held fixed (detached) while θ
-        moves; q itself is rebuilt from the stored sites and K_θ, so gradients flow through K_θ.
+        The per-datum sites (α_n, β_n) are held fixed while θ moves, as in Li et al.: those of the
+        last full-data E-step when the objective is taken on all training data, else (minibatches)
+        those at the current q (detached). q itself is rebuilt from the stored u-space sites and
+        K_θ, so gradients flow through K_θ.
         With a Gaussian likelihood, Z = X and exact sites it equals the exact log marginal
         likelihood. One-dimensional likelihoods with a single latent only.
         """
@@ -133,8 +142,12 @@ class DualSVGP(SVGP):
             X, Y = self.train_X_model, self.model.train_targets
         N = self.num_data if num_data is None else num_data
         strategy = self.strategy
-        with torch.no_grad():
-            alpha, beta, _ = batch_sites(self, X, Y)
+        stored = getattr(self, "_point_sites", None)  # per-datum sites of the last full-data E-step
+        if stored is not None and stored[0].shape == Y.shape and torch.equal(X, self.train_X_model):
+            alpha, beta = stored
+        else:
+            with torch.no_grad():
+                alpha, beta, _ = batch_sites(self, X, Y)
         marg = strategy.marginals(X)
         L = marg.chol_Kuu
         A = tri_solve(L, marg.Kuf)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +38,7 @@ from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import Kernel, RBFKernel, ScaleKernel
 from torch import Tensor
 
-from gpvi.core.linalg import cholesky, tri_solve
+from gpvi.core.linalg import NotPSDError, cholesky, tri_solve
 
 HYPOTHESES = ("Hoo", "Hko", "Hoi", "Hki")
 ROUND_DIGITS = 6
@@ -404,25 +405,46 @@ class MagmaClust(torch.nn.Module):
         return (tau * log_lik.T).sum() + evidence.sum() + label.sum()
 
     def m_step(self, max_iter: int = 50) -> None:
-        """VM: π = mean_i τ_i in closed form, then Θ (kernels, noise, prior means) by L-BFGS on `collapsed_elbo`."""
+        """VM: π = mean_i τ_i in closed form, then Θ (kernels, noise, prior means) by L-BFGS on `collapsed_elbo`.
+
+        Guarded: if the line search wanders where a covariance is not positive definite, or the
+        bound ends lower than it started, the step is retried with a 10x shorter first step and
+        otherwise undone (so the ELBO never decreases).
+        """
         self.mixture_weights = self.responsibilities.mean(0)
         params = [p for p in self.parameters() if p.requires_grad]
-        lbfgs = torch.optim.LBFGS(
-            params,
-            lr=1.0,
-            max_iter=max_iter,
-            line_search_fn="strong_wolfe",
-            tolerance_grad=1e-7,
-            tolerance_change=1e-10,
-        )
+        scale = float(self.data.mask.sum())
+        saved = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            start = float(self.collapsed_elbo())
+        for lr in (1.0, 0.1):
+            lbfgs = torch.optim.LBFGS(
+                params,
+                lr=lr,
+                max_iter=max_iter,
+                line_search_fn="strong_wolfe",
+                tolerance_grad=1e-7,
+                tolerance_change=1e-10,
+            )
 
-        def closure() -> Tensor:
-            lbfgs.zero_grad(set_to_none=True)
-            loss = -self.collapsed_elbo() / self.data.mask.sum()
-            loss.backward()
-            return loss
+            def closure(lbfgs=lbfgs) -> Tensor:
+                lbfgs.zero_grad(set_to_none=True)
+                loss = -self.collapsed_elbo() / scale
+                loss.backward()
+                return loss
 
-        lbfgs.step(closure)
+            try:
+                lbfgs.step(closure)
+                with torch.no_grad():
+                    end = float(self.collapsed_elbo())
+                if math.isfinite(end) and end >= start:
+                    return
+            except (NotPSDError, RuntimeError, ValueError):
+                pass
+            with torch.no_grad():  # undo the failed step
+                for p, value in zip(params, saved, strict=True):
+                    p.copy_(value)
+        warnings.warn("MagmaClust M-step made no progress (line search failed); hyperparameters kept.", stacklevel=2)
 
     # -- training loop ---------------------------------------------------------------------------------
     def initialize_responsibilities(self) -> Tensor:

@@ -28,7 +28,7 @@ The sites are centred on the prior mean (the fix of the reference code's mean-fu
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from gpytorch.distributions import MultivariateNormal
@@ -147,6 +147,14 @@ def batch_sites(model: Any, X: Tensor, Y: Tensor, *, weights: Tensor | None = No
     return alpha, beta, marg
 
 
+class DualStep(NamedTuple):
+    """What one E-step computed: the batch's target sites (scaled by N/B) and its per-datum (α, β)."""
+
+    target: GaussianSites
+    alpha: Tensor
+    beta: Tensor
+
+
 @torch.no_grad()
 def dual_step(
     model: Any,
@@ -156,7 +164,7 @@ def dual_step(
     step: float = 1.0,
     num_data: int | None = None,
     weights: Tensor | None = None,
-) -> GaussianSites:
+) -> DualStep:
     """One CVI E-step of size ρ = ``step`` on the batch (X, Y) (model space); returns the batch's sites.
 
     (η, H) ← (1 − ρ)(η, H) + ρ (N/B) (Σ α_n w_n, Σ β_n w_n w_nᵀ), w_n = K⁻¹k_n = L⁻ᵀL⁻¹k_n.
@@ -168,7 +176,7 @@ def dual_step(
     target = GaussianSites.from_data(W, alpha, beta, scale=N / X.shape[-2])
     store = model.strategy.dual_sites
     store.assign(store.sites.damped(target, step))
-    return target
+    return DualStep(target, alpha, beta)
 
 
-__all__ = ["DualSVGPStrategy", "DualSites", "batch_sites", "dual_step"]
+__all__ = ["DualSVGPStrategy", "DualSites", "DualStep", "batch_sites", "dual_step"]
