@@ -355,4 +355,3 @@ def test_bayes_opt_runs_with_the_dual_factory():
     loop = gpvi.BayesOpt(problem.bounds, "dual-svgp", seed=0, num_initial=6)
     loop.run(lambda x: problem(x).unsqueeze(-1), 4)
     assert loop.best[1] > -5.0
-
