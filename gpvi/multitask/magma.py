@@ -404,19 +404,29 @@ class MagmaClust(torch.nn.Module):
         label = torch.where(tau > 0, tau * (self.mixture_weights.clamp_min(1e-300).log() - tau.log()), tau * 0)
         return (tau * log_lik.T).sum() + evidence.sum() + label.sum()
 
-    def m_step(self, max_iter: int = 50) -> None:
-        """VM: π = mean_i τ_i in closed form, then Θ (kernels, noise, prior means) by L-BFGS on `collapsed_elbo`.
+    def m_step(self, max_iter: int = 50, objective: str = "collapsed") -> None:
+        """VM: π = mean_i τ_i in closed form, then Θ (kernels, noise, prior means) by L-BFGS.
+
+        ``objective="collapsed"`` (default) maximises `collapsed_elbo` (q(μ) profiled out);
+        ``"expected"`` maximises the ELBO with q(μ) and τ frozen, i.e. the papers' expected-statistics
+        objectives Σ_k [log N(m̂_k; m_k, C_γ) − ½ tr(C_γ⁻¹Ĉ_k)] + Σ_ik τ_ik [log N(y_i; P_i m̂_k, Ψ_i)
+        − ½ tr(Ψ_i⁻¹ P_i Ĉ_k P_iᵀ)] (the R package's M-step, for parity).
 
         Guarded: if the line search wanders where a covariance is not positive definite, or the
         bound ends lower than it started, the step is retried with a 10x shorter first step and
         otherwise undone (so the ELBO never decreases).
         """
+        if objective not in ("collapsed", "expected"):
+            raise ValueError(f"`objective` must be 'collapsed' or 'expected', got {objective!r}.")
         self.mixture_weights = self.responsibilities.mean(0)
+        if objective == "expected" and self.hyperpost is None:
+            self.e_step_mean_processes()
+        target = self.collapsed_elbo if objective == "collapsed" else self.elbo
         params = [p for p in self.parameters() if p.requires_grad]
         scale = float(self.data.mask.sum())
         saved = [p.detach().clone() for p in params]
         with torch.no_grad():
-            start = float(self.collapsed_elbo())
+            start = float(target())
         for lr in (1.0, 0.1):
             lbfgs = torch.optim.LBFGS(
                 params,
@@ -429,14 +439,14 @@ class MagmaClust(torch.nn.Module):
 
             def closure(lbfgs=lbfgs) -> Tensor:
                 lbfgs.zero_grad(set_to_none=True)
-                loss = -self.collapsed_elbo() / scale
+                loss = -target() / scale
                 loss.backward()
                 return loss
 
             try:
                 lbfgs.step(closure)
                 with torch.no_grad():
-                    end = float(self.collapsed_elbo())
+                    end = float(target())
                 if math.isfinite(end) and end >= start:
                     return
             except (NotPSDError, RuntimeError, ValueError):
@@ -477,12 +487,14 @@ class MagmaClust(torch.nn.Module):
         *,
         tol: float = 1e-6,
         m_step_iter: int = 50,
+        m_step: str = "collapsed",
         progress: bool | None = None,
     ) -> FitHistory:
         """Variational EM from the k-means τ: VM (on `collapsed_elbo`), VE(a), VE(b); the ELBO after each.
 
         Starting with the M-step at the k-means τ plays the role of the R package's skipped first
-        τ update (hyperparameters are fitted before τ moves). Stops when |ΔELBO| / |ELBO| < ``tol``
+        τ update (hyperparameters are fitted before τ moves). ``m_step="expected"`` uses the papers'
+        M-step (q frozen; see `m_step`), which needs many more iterations. Stops when |ΔELBO| / |ELBO| < ``tol``
         or after ``max_iter`` iterations; `history.elbo` is non-decreasing (asserted in the tests).
         """
         from gpvi.fit import _progress_bar, _show_progress
@@ -494,7 +506,7 @@ class MagmaClust(torch.nn.Module):
         reason = "max_iter"
         try:
             for _ in range(max_iter):
-                self.m_step(m_step_iter)
+                self.m_step(m_step_iter, m_step)
                 self.e_step_mean_processes()
                 self.e_step_responsibilities()
                 with torch.no_grad():

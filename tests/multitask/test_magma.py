@@ -263,3 +263,12 @@ def test_long_table_input_and_plots_run():
     pred = model.predict(X[:3], y[:3], grid)
     plot_prediction(pred, grid, X[:3], y[:3], num_samples=3)
     plot_prediction(pred, grid, heatmap=True)
+
+
+def test_expected_statistics_m_step_is_monotone_and_slower_than_the_collapsed_one():
+    data = simulate_multitask(15, 2, 10, common_grid=False, seed=6)
+    fast, slow = MagmaClust(data, 2), MagmaClust(data, 2)
+    h_fast = fast.fit(max_iter=3, tol=0.0)
+    h_slow = slow.fit(max_iter=3, tol=0.0, m_step="expected")
+    assert (torch.diff(torch.tensor(h_slow.elbo)) > -1e-6 * abs(h_slow.elbo[-1])).all()
+    assert h_fast.elbo[-1] >= h_slow.elbo[-1] - 1e-6 * abs(h_slow.elbo[-1])
