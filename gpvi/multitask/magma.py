@@ -687,7 +687,12 @@ def _integrated_weights(prior: Tensor, y: Tensor, mean: Tensor, chol: Tensor) ->
 
 
 def _new_task_em(kernel, noise, X, y, mean_o, cov_oo, prior, max_iter: int):
-    """EM for a new task's θ*, σ*²: M-step max Σ_k τ*_k log N(y; m̂_k, Ψ_θ* + Ĉ_k), E-step exact τ*."""
+    """EM for a new task's θ*, σ*²: M-step max Σ_k τ*_k log N(y; m̂_k, Ψ_θ* + Ĉ_k), E-step exact τ*.
+
+    Each M-step is an L-BFGS run guarded like `MagmaClust.m_step`: a step that fails (a covariance
+    not positive definite along the line search) or lowers the objective is retried with a shorter
+    first step, then undone, and the EM stops there.
+    """
     import copy
 
     kernel = copy.deepcopy(kernel)
@@ -695,26 +700,49 @@ def _new_task_em(kernel, noise, X, y, mean_o, cov_oo, prior, max_iter: int):
         p.requires_grad_(True)
     constraint = GreaterThan(1e-6)
     raw_noise = torch.nn.Parameter(constraint.inverse_transform(noise.detach().clone().reshape(())))
+    params = [*kernel.parameters(), raw_noise]
     eye = torch.eye(X.shape[0], dtype=X.dtype, device=X.device)
+
+    def chol_gamma() -> Tensor:
+        return cholesky(kernel(X).to_dense() + constraint.transform(raw_noise) * eye + cov_oo, what="Γ**")
+
+    def objective(weights: Tensor) -> Tensor:
+        chol = chol_gamma()
+        white = tri_solve(chol, (y - mean_o).unsqueeze(-1)).squeeze(-1)
+        log_n = -(chol.diagonal(dim1=-2, dim2=-1).log().sum(-1) + 0.5 * white.pow(2).sum(-1))
+        return (weights * log_n).sum()
+
     weights = prior
     for _ in range(max_iter):
-        before = [p.detach().clone() for p in [*kernel.parameters(), raw_noise]]
-        lbfgs = torch.optim.LBFGS([*kernel.parameters(), raw_noise], max_iter=25, line_search_fn="strong_wolfe")
-
-        def closure(lbfgs=lbfgs, weights=weights):
-            lbfgs.zero_grad(set_to_none=True)
-            cov = kernel(X).to_dense() + constraint.transform(raw_noise) * eye + cov_oo
-            loss = -(weights * torch.distributions.MultivariateNormal(mean_o, cov).log_prob(y)).sum()
-            loss.backward()
-            return loss
-
-        lbfgs.step(closure)
+        before = [p.detach().clone() for p in params]
         with torch.no_grad():
-            cov = kernel(X).to_dense() + constraint.transform(raw_noise) * eye + cov_oo
-            weights = _integrated_weights(prior, y, mean_o, cholesky(cov, what="Γ**"))
-        params = [*kernel.parameters(), raw_noise]
+            start = float(objective(weights))
+        improved = False
+        for lr in (1.0, 0.1):
+            lbfgs = torch.optim.LBFGS(params, lr=lr, max_iter=25, line_search_fn="strong_wolfe")
+
+            def closure(lbfgs=lbfgs, weights=weights) -> Tensor:
+                lbfgs.zero_grad(set_to_none=True)
+                loss = -objective(weights)
+                loss.backward()
+                return loss
+
+            try:
+                lbfgs.step(closure)
+                with torch.no_grad():
+                    end = float(objective(weights))
+                if math.isfinite(end) and end >= start:
+                    improved = True
+                    break
+            except (NotPSDError, RuntimeError, ValueError):
+                pass
+            with torch.no_grad():
+                for p, value in zip(params, before, strict=True):
+                    p.copy_(value)
+        with torch.no_grad():
+            weights = _integrated_weights(prior, y, mean_o, chol_gamma())
         change = sum(float((p.detach() - b).abs().sum()) for p, b in zip(params, before, strict=True))
-        if change < 1e-3:
+        if not improved or change < 1e-3:
             break
     for p in kernel.parameters():
         p.requires_grad_(False)
