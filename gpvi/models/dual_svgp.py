@@ -24,11 +24,12 @@ from gpytorch.likelihoods import GaussianLikelihood, Likelihood
 from torch import Tensor
 
 from gpvi._validation import check_train_data
+from gpvi.core.likelihoods import expected_log_prob
 from gpvi.core.linalg import tri_solve
 from gpvi.core.objectives import collapsed_elbo, ep_log_marginal
 from gpvi.core.sites import GaussianSites
 from gpvi.models.svgp import SVGP
-from gpvi.sequential.dual import DualSites, DualSVGPStrategy, batch_sites, dual_step
+from gpvi.sequential.dual import DualSites, DualSVGPStrategy, dual_step
 
 
 class DualSVGP(SVGP):
@@ -129,10 +130,13 @@ class DualSVGP(SVGP):
     ) -> Tensor:
         """EP-like estimate of log p(y | θ) from the sites (Li et al. 2023; sparse power-EP energy).
 
-        The per-datum sites (α_n, β_n) are held fixed while θ moves, as in Li et al.: those of the
-        last full-data E-step when the objective is taken on all training data, else (minibatches)
-        those at the current q (detached). q itself is rebuilt from the stored u-space sites and
-        K_θ, so gradients flow through K_θ.
+        q is rebuilt from the stored u-space sites and K_θ, so gradients flow through K_θ. The
+        per-datum sites (α_n, β_n) in the energy follow the reference implementations:
+        - full-GP mode (Z = X, Li et al.'s Table 1 model): held fixed while θ moves, those of the
+          last full-data E-step (they *are* the stored sites there);
+        - sparse (Z ≠ X): recomputed from the current q_θ inside the objective, with gradients
+          through that computation (as the authors' sparse code does). Holding them fixed instead
+          lets θ drift to where the cavities degenerate (c_n → 0), which the energy rewards.
         With a Gaussian likelihood, Z = X and exact sites it equals the exact log marginal
         likelihood. One-dimensional likelihoods with a single latent only.
         """
@@ -142,13 +146,15 @@ class DualSVGP(SVGP):
             X, Y = self.train_X_model, self.model.train_targets
         N = self.num_data if num_data is None else num_data
         strategy = self.strategy
+        marg = strategy.marginals(X)
         stored = getattr(self, "_point_sites", None)  # per-datum sites of the last full-data E-step
-        if stored is not None and stored[0].shape == Y.shape and torch.equal(X, self.train_X_model):
+        full_gp = self.features.num_inducing == self.num_data and torch.equal(
+            self.features.locations.detach(), self.train_X_model
+        )
+        if full_gp and stored is not None and stored[0].shape == Y.shape and torch.equal(X, self.train_X_model):
             alpha, beta = stored
         else:
-            with torch.no_grad():
-                alpha, beta, _ = batch_sites(self, X, Y)
-        marg = strategy.marginals(X)
+            alpha, beta = _sites_with_grad(self.likelihood, Y, marg)
         L = marg.chol_Kuu
         A = tri_solve(L, marg.Kuf)
         mean_v, tril_v = strategy.whitened_q(L)
@@ -195,6 +201,16 @@ class DualSVGP(SVGP):
         """Absorb new data in place: append them, then a short warm-started CVI fit (E- and M-steps)."""
         fit_options.setdefault("optimizer", "cvi")
         return super().update(X, Y, max_steps=max_steps, **fit_options)
+
+
+def _sites_with_grad(likelihood: Likelihood, y: Tensor, marg: Any) -> tuple[Tensor, Tensor]:
+    """α = g − 2h(μ − μ₀), β = −2h ≥ 1e-8 at the marginals, differentiable (second-order autograd)."""
+    mean = marg.prior_mean + marg.centred_mean
+    with torch.enable_grad():
+        value = expected_log_prob(likelihood, y, mean, marg.var)
+        g, h = torch.autograd.grad(value.sum(), (mean, marg.var), create_graph=True)
+    beta = (-2.0 * h).clamp_min(1e-8)
+    return g + beta * marg.centred_mean, beta
 
 
 __all__ = ["DualSVGP"]
