@@ -24,7 +24,7 @@ from gpytorch.likelihoods import GaussianLikelihood, Likelihood
 from torch import Tensor
 
 from gpvi._validation import check_train_data
-from gpvi.core.likelihoods import expected_log_prob
+from gpvi.core.likelihoods import expected_log_prob, expected_log_prob_and_grads
 from gpvi.core.linalg import tri_solve
 from gpvi.core.objectives import collapsed_elbo, ep_log_marginal
 from gpvi.core.sites import GaussianSites
@@ -206,6 +206,10 @@ class DualSVGP(SVGP):
 def _sites_with_grad(likelihood: Likelihood, y: Tensor, marg: Any) -> tuple[Tensor, Tensor]:
     """α = g − 2h(μ − μ₀), β = −2h ≥ 1e-8 at the marginals, differentiable (second-order autograd)."""
     mean = marg.prior_mean + marg.centred_mean
+    if not (mean.requires_grad or marg.var.requires_grad):  # evaluated without gradients
+        grads = expected_log_prob_and_grads(likelihood, y, mean, marg.var)
+        beta = (-2.0 * grads.d_var).clamp_min(1e-8)
+        return grads.d_mean + beta * marg.centred_mean, beta
     with torch.enable_grad():
         value = expected_log_prob(likelihood, y, mean, marg.var)
         g, h = torch.autograd.grad(value.sum(), (mean, marg.var), create_graph=True)

@@ -355,3 +355,19 @@ def test_bayes_opt_runs_with_the_dual_factory():
     loop = gpvi.BayesOpt(problem.bounds, "dual-svgp", seed=0, num_initial=6)
     loop.run(lambda x: problem(x).unsqueeze(-1), 4)
     assert loop.best[1] > -5.0
+
+
+@pytest.mark.parametrize("full_gp", [True, False])
+def test_power_ep_energy_tends_to_the_elbo_as_the_power_vanishes(full_gp):
+    """Power EP with a → 0 is variational inference: the energy at the CVI fixed point → the ELBO."""
+    X, f, g = _sparse_data(60, seed=3)
+    Y = torch.bernoulli(torch.special.ndtr(2 * f), generator=g).unsqueeze(-1)
+    model = DualSVGP(X, Y, likelihood=BernoulliLikelihood(), num_inducing=12, full_gp=full_gp)
+    for _ in range(100):
+        model.dual_step(step=0.7)
+    model.train()
+    with torch.no_grad():
+        elbo = model.elbo().elbo
+        energies = [model.ep_objective(power=a) for a in (1.0, 0.1, 1e-3)]
+    assert energies[0] > energies[1] > energies[2] > elbo - 1e-6
+    assert_close(energies[2], elbo, rtol=1e-3, atol=0)
