@@ -130,13 +130,11 @@ class DualSVGP(SVGP):
     ) -> Tensor:
         """EP-like estimate of log p(y | θ) from the sites (Li et al. 2023; sparse power-EP energy).
 
-        q is rebuilt from the stored u-space sites and K_θ, so gradients flow through K_θ. The
-        per-datum sites (α_n, β_n) in the energy follow the reference implementations:
-        - full-GP mode (Z = X, Li et al.'s Table 1 model): held fixed while θ moves, those of the
-          last full-data E-step (they *are* the stored sites there);
-        - sparse (Z ≠ X): recomputed from the current q_θ inside the objective, with gradients
-          through that computation (as the authors' sparse code does). Holding them fixed instead
-          lets θ drift to where the cavities degenerate (c_n → 0), which the energy rewards.
+        On all training data (after a full-data E-step) the per-datum sites (α_n, β_n) of that E-step
+        are held fixed while θ moves and q is rebuilt from them at θ (`_ep_fixed_sites`; with Z = X
+        this is exactly Li et al.'s full-GP M-step). On a minibatch, the sites are recomputed from
+        the current q_θ with gradients through that computation (the authors' sparse code), q being
+        rebuilt from the stored u-space sites and K_θ.
         With a Gaussian likelihood, Z = X and exact sites it equals the exact log marginal
         likelihood. One-dimensional likelihoods with a single latent only.
         """
@@ -146,15 +144,11 @@ class DualSVGP(SVGP):
             X, Y = self.train_X_model, self.model.train_targets
         N = self.num_data if num_data is None else num_data
         strategy = self.strategy
-        marg = strategy.marginals(X)
         stored = getattr(self, "_point_sites", None)  # per-datum sites of the last full-data E-step
-        full_gp = self.features.num_inducing == self.num_data and torch.equal(
-            self.features.locations.detach(), self.train_X_model
-        )
-        if full_gp and stored is not None and stored[0].shape == Y.shape and torch.equal(X, self.train_X_model):
-            alpha, beta = stored
-        else:
-            alpha, beta = _sites_with_grad(self.likelihood, Y, marg)
+        if stored is not None and stored[0].shape == Y.shape and torch.equal(X, self.train_X_model):
+            return self._ep_fixed_sites(X, Y, *stored, N, power)
+        marg = strategy.marginals(X)
+        alpha, beta = _sites_with_grad(self.likelihood, Y, marg)
         L = marg.chol_Kuu
         A = tri_solve(L, marg.Kuf)
         mean_v, tril_v = strategy.whitened_q(L)
@@ -165,6 +159,32 @@ class DualSVGP(SVGP):
             proj_mean=marg.centred_mean,
             proj_var=(tril_v.mT @ A).pow(2).sum(-2),
             cond_var=self.model.covar_module(X, diag=True) - A.pow(2).sum(-2),
+            alpha=alpha,
+            beta=beta,
+            q_mean=mean_v,
+            q_scale_tril=tril_v,
+            num_data=N,
+            power=power,
+        )
+
+    def _ep_fixed_sites(self, X: Tensor, Y: Tensor, alpha: Tensor, beta: Tensor, N: int, power: float) -> Tensor:
+        """The EP-like energy with per-datum sites held fixed and q rebuilt from them at θ (form P).
+
+        q(v) ∝ N(0, I) Π_n exp(α_n a_nᵀv − ½ β_n (a_nᵀv)²), a_n = L_θ⁻¹ k_θ(Z, x_n): the sites stay on
+        f_n as θ moves (Li et al.'s full-GP treatment, extended to inducing points), so q and the
+        per-datum terms of the energy describe the same site approximation at every θ.
+        """
+        kernel = self.model.covar_module
+        L = self.strategy._chol_Kuu()
+        A = tri_solve(L, self.features.Kuf(kernel, X))
+        mean_v, tril_v = GaussianSites.from_data(A, alpha, beta).whitened_posterior()
+        return ep_log_marginal(
+            self.likelihood,
+            Y,
+            prior_mean=self.model.mean_module(X),
+            proj_mean=(A.mT @ mean_v.unsqueeze(-1)).squeeze(-1),
+            proj_var=(tril_v.mT @ A).pow(2).sum(-2),
+            cond_var=kernel(X, diag=True) - A.pow(2).sum(-2),
             alpha=alpha,
             beta=beta,
             q_mean=mean_v,
