@@ -371,3 +371,22 @@ def test_power_ep_energy_tends_to_the_elbo_as_the_power_vanishes(full_gp):
         energies = [model.ep_objective(power=a) for a in (1.0, 0.1, 1e-3)]
     assert energies[0] > energies[1] > energies[2] > elbo - 1e-6
     assert_close(energies[2], elbo, rtol=1e-3, atol=0)
+
+
+def test_ep_m_step_objective_is_the_exact_lml_at_any_theta_for_gaussian_data():
+    """Sites held fixed and q rebuilt from them at θ: with exact Gaussian sites and Z = X the energy
+    is the exact log marginal likelihood at every θ, gradient included (Li et al.'s full-GP M-step)."""
+    X, Y = toy_data(20)
+    model = DualSVGP(X, Y, full_gp=True, jitter=1e-10)
+    model.likelihood.noise = 0.05
+    model.model.mean_module.constant.data.fill_(0.3)
+    model.dual_step(step=1.0)
+    with torch.no_grad():  # move θ away from where the E-step ran
+        model.model.covar_module.base_kernel.lengthscale = model.model.covar_module.base_kernel.lengthscale * 1.7
+        model.model.covar_module.outputscale = 2.0
+    model.train()
+    raw = model.model.covar_module.raw_outputscale
+    ep = model.ep_objective()
+    lml, _, _ = exact_gp(model.model.covar_module, X, Y[:, 0], 0.05, 0.3, X)
+    assert_close(ep, lml, rtol=1e-6, atol=0)
+    assert_close(torch.autograd.grad(ep, raw)[0], torch.autograd.grad(lml, raw)[0], rtol=1e-5, atol=1e-8)
