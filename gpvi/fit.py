@@ -292,23 +292,33 @@ def fit(
             record = {k: float(v.detach()) for k, v in parts._asdict().items() if k != "log_prior"}
             record.update(step=step, time=time.perf_counter() - start)
             history.append(record)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(elbo=f"{record['elbo']:.4g}")
-            if not math.isfinite(record["elbo"]):
-                reason = "non-finite"
-                break
-            if callback is not None and callback(step, parts):
-                reason = "callback"
-                break
-            if stopper is not None and stopper.should_stop(-record["elbo"] / N):
-                reason = "converged"
+            stop = _after_step(
+                step, record["elbo"], parts, bar=bar, label="elbo", callback=callback, stopper=stopper, N=N
+            )
+            if stop is not None:
+                reason = stop
                 break
     finally:
         if bar is not None:
             bar.close()
         model.eval()
     return FitResult(history, time.perf_counter() - start, reason, step if history else 0)
+
+
+def _after_step(
+    step: int, value: float, parts: Any, *, bar: Any, label: str, callback, stopper: EarlyStopping | None, N: int
+) -> str | None:
+    """Progress bar, then why to stop after a step ("non-finite", "callback", "converged") or None."""
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix({label: f"{value:.4g}"})
+    if not math.isfinite(value):
+        return "non-finite"
+    if callback is not None and callback(step, parts):
+        return "callback"
+    if stopper is not None and stopper.should_stop(-value / N):
+        return "converged"
+    return None
 
 
 def _fit_cvi(
@@ -367,17 +377,12 @@ def _fit_cvi(
             record = {k: float(v.detach()) for k, v in parts.items()}
             record.update(step=step, time=time.perf_counter() - start, objective=float(value.detach()))
             history.append(record)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix({objective: f"{record['objective']:.4g}"})
-            if not math.isfinite(record["objective"]):
-                reason = "non-finite"
-                break
-            if callback is not None and callback(step, {k: v.detach() for k, v in parts.items()}):
-                reason = "callback"
-                break
-            if stopper is not None and stopper.should_stop(-record["objective"] / N):
-                reason = "converged"
+            detached = {k: v.detach() for k, v in parts.items()}
+            stop = _after_step(
+                step, record["objective"], detached, bar=bar, label=objective, callback=callback, stopper=stopper, N=N
+            )
+            if stop is not None:
+                reason = stop
                 break
     finally:
         if bar is not None:
@@ -427,13 +432,12 @@ def _fit_collapsed(model, params: list[Tensor], *, max_steps: int, callback, pro
         record = {"step": len(history) + 1, "elbo": float(value.detach()), "time": time.perf_counter() - start}
         record["objective"] = record["elbo"]
         history.append(record)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(elbo=f"{record['elbo']:.4g}")
-        if not math.isfinite(record["elbo"]):
-            raise _StopFit("non-finite")
-        if callback is not None and callback(record["step"], {"elbo": value.detach(), "objective": value.detach()}):
-            raise _StopFit("callback")
+        parts = {"elbo": value.detach(), "objective": value.detach()}
+        stop = _after_step(
+            record["step"], record["elbo"], parts, bar=bar, label="elbo", callback=callback, stopper=None, N=N
+        )
+        if stop is not None:
+            raise _StopFit(stop)
         return -value.detach() / N
 
     model.train()

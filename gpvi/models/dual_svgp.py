@@ -149,23 +149,9 @@ class DualSVGP(SVGP):
             return self._ep_fixed_sites(X, Y, *stored, N, power)
         marg = strategy.marginals(X)
         alpha, beta = _sites_with_grad(self.likelihood, Y, marg)
-        L = marg.chol_Kuu
-        A = tri_solve(L, marg.Kuf)
-        mean_v, tril_v = strategy.whitened_q(L)
-        return ep_log_marginal(
-            self.likelihood,
-            Y,
-            prior_mean=marg.prior_mean,
-            proj_mean=marg.centred_mean,
-            proj_var=(tril_v.mT @ A).pow(2).sum(-2),
-            cond_var=self.model.covar_module(X, diag=True) - A.pow(2).sum(-2),
-            alpha=alpha,
-            beta=beta,
-            q_mean=mean_v,
-            q_scale_tril=tril_v,
-            num_data=N,
-            power=power,
-        )
+        A = tri_solve(marg.chol_Kuu, marg.Kuf)
+        q_v = strategy.whitened_q(marg.chol_Kuu)
+        return self._ep_energy(X, Y, marg.prior_mean, A, q_v, alpha, beta, N, power, proj_mean=marg.centred_mean)
 
     def _ep_fixed_sites(self, X: Tensor, Y: Tensor, alpha: Tensor, beta: Tensor, N: int, power: float) -> Tensor:
         """The EP-like energy with per-datum sites held fixed and q rebuilt from them at θ (form P).
@@ -174,17 +160,36 @@ class DualSVGP(SVGP):
         f_n as θ moves (Li et al.'s full-GP treatment, extended to inducing points), so q and the
         per-datum terms of the energy describe the same site approximation at every θ.
         """
-        kernel = self.model.covar_module
-        L = self.strategy._chol_Kuu()
-        A = tri_solve(L, self.features.Kuf(kernel, X))
-        mean_v, tril_v = GaussianSites.from_data(A, alpha, beta).whitened_posterior()
+        A = tri_solve(self.strategy._chol_Kuu(), self.features.Kuf(self.model.covar_module, X))
+        q_v = GaussianSites.from_data(A, alpha, beta).whitened_posterior()
+        return self._ep_energy(X, Y, self.model.mean_module(X), A, q_v, alpha, beta, N, power)
+
+    def _ep_energy(
+        self,
+        X: Tensor,
+        Y: Tensor,
+        prior_mean: Tensor,
+        A: Tensor,
+        q_v: tuple[Tensor, Tensor],
+        alpha: Tensor,
+        beta: Tensor,
+        N: int,
+        power: float,
+        proj_mean: Tensor | None = None,
+    ) -> Tensor:
+        """`ep_log_marginal` for whitened q(v) = (mean, lower root) and A = L⁻¹Kuf (B points).
+
+        ``proj_mean`` = Aᵀm when the caller already has it."""
+        mean_v, tril_v = q_v
+        if proj_mean is None:
+            proj_mean = (A.mT @ mean_v.unsqueeze(-1)).squeeze(-1)
         return ep_log_marginal(
             self.likelihood,
             Y,
-            prior_mean=self.model.mean_module(X),
-            proj_mean=(A.mT @ mean_v.unsqueeze(-1)).squeeze(-1),
+            prior_mean=prior_mean,
+            proj_mean=proj_mean,
             proj_var=(tril_v.mT @ A).pow(2).sum(-2),
-            cond_var=kernel(X, diag=True) - A.pow(2).sum(-2),
+            cond_var=self.model.covar_module(X, diag=True) - A.pow(2).sum(-2),
             alpha=alpha,
             beta=beta,
             q_mean=mean_v,

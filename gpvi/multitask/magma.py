@@ -27,9 +27,11 @@ identity block in the padding, and their precisions are scattered into the grid 
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -331,10 +333,7 @@ class MagmaClust(torch.nn.Module):
         """(log N(y_i; P_i m̂_k, Ψ_i), ½ tr(Ψ_i⁻¹ P_i Ĉ_k P_iᵀ)), both (M, K)."""
         idx, mask = self.data.index, self.data.mask.to(post.mean.dtype)
         resid = (self.data.y.unsqueeze(0) - post.mean[:, idx]) * mask  # (K, M, n)
-        white = tri_solve(chol_psi, resid.unsqueeze(-1)).squeeze(-1)
-        n_i = mask.sum(-1)
-        log_det = 2 * chol_psi.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # padding contributes 0
-        log_lik = -0.5 * (n_i * math.log(2 * math.pi) + log_det + white.pow(2).sum(-1))  # (K, M)
+        log_lik, _ = _log_normal(chol_psi, resid, mask.sum(-1))  # (K, M); the padding contributes 0
         rows = post.root[:, idx]  # (K, M, n, N): P_i R_k
         rows = rows * mask.unsqueeze(-1)
         trace = 0.5 * tri_solve(chol_psi, rows).pow(2).sum((-1, -2))  # ½ tr(Ψ⁻¹ P Ĉ Pᵀ)
@@ -388,10 +387,8 @@ class MagmaClust(torch.nn.Module):
         chol_psi = cholesky(self.task_covariances(), what="task covariance Ψ_i")
         mask = self.data.mask.to(chol_psi.dtype)
         resid = (self.data.y.unsqueeze(0) - self.prior_means.reshape(-1, 1, 1)) * mask  # (K, M, n)
-        white = tri_solve(chol_psi, resid.unsqueeze(-1))  # (K, M, n, 1)
-        log_det = 2 * chol_psi.diagonal(dim1=-2, dim2=-1).log().sum(-1)
-        log_lik = -0.5 * (mask.sum(-1) * math.log(2 * math.pi) + log_det + white.pow(2).sum((-1, -2)))  # (K, M)
-        psi_inv_r = tri_solve(chol_psi.mT, white, upper=True).squeeze(-1)
+        log_lik, white = _log_normal(chol_psi, resid, mask.sum(-1))  # (K, M)
+        psi_inv_r = tri_solve(chol_psi.mT, white.unsqueeze(-1), upper=True).squeeze(-1)
         psi_inv = torch.cholesky_inverse(chol_psi)
         S = self._scatter(tau.T, psi_inv)
         b = self._scatter_vec(tau.T, psi_inv_r)
@@ -424,36 +421,8 @@ class MagmaClust(torch.nn.Module):
         target = self.collapsed_elbo if objective == "collapsed" else self.elbo
         params = [p for p in self.parameters() if p.requires_grad]
         scale = float(self.data.mask.sum())
-        saved = [p.detach().clone() for p in params]
-        with torch.no_grad():
-            start = float(target())
-        for lr in (1.0, 0.1):
-            lbfgs = torch.optim.LBFGS(
-                params,
-                lr=lr,
-                max_iter=max_iter,
-                line_search_fn="strong_wolfe",
-                tolerance_grad=1e-7,
-                tolerance_change=1e-10,
-            )
-
-            def closure(lbfgs=lbfgs) -> Tensor:
-                lbfgs.zero_grad(set_to_none=True)
-                loss = -target() / scale
-                loss.backward()
-                return loss
-
-            try:
-                lbfgs.step(closure)
-                with torch.no_grad():
-                    end = float(target())
-                if math.isfinite(end) and end >= start:
-                    return
-            except (NotPSDError, RuntimeError, ValueError):
-                pass
-            with torch.no_grad():  # undo the failed step
-                for p, value in zip(params, saved, strict=True):
-                    p.copy_(value)
+        if _guarded_lbfgs(params, target, scale=scale, max_iter=max_iter, tolerance_grad=1e-7, tolerance_change=1e-10):
+            return
         warnings.warn("MagmaClust M-step made no progress (line search failed); hyperparameters kept.", stacklevel=2)
 
     # -- training loop ---------------------------------------------------------------------------------
@@ -678,11 +647,51 @@ def _batched(kernel: Kernel | None, batch: torch.Size) -> ScaleKernel:
     return ScaleKernel(new, batch_shape=batch)
 
 
+def _guarded_lbfgs(
+    params: list[Tensor], objective: Callable[[], Tensor], *, scale: float = 1.0, **options: Any
+) -> bool:
+    """Maximise ``objective()`` over ``params`` by L-BFGS (strong Wolfe line search), guarded.
+
+    A run whose line search fails (a covariance not positive definite on the way) or that ends
+    below its start is retried with a 10x shorter first step, then undone. Returns True when the
+    parameters were kept (the objective did not decrease).
+    """
+    saved = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        start = float(objective())
+    for lr in (1.0, 0.1):
+        lbfgs = torch.optim.LBFGS(params, lr=lr, line_search_fn="strong_wolfe", **options)
+
+        def closure(lbfgs=lbfgs) -> Tensor:
+            lbfgs.zero_grad(set_to_none=True)
+            loss = -objective() / scale
+            loss.backward()
+            return loss
+
+        try:
+            lbfgs.step(closure)
+            with torch.no_grad():
+                end = float(objective())
+            if math.isfinite(end) and end >= start:
+                return True
+        except (NotPSDError, RuntimeError, ValueError):
+            pass
+        with torch.no_grad():  # undo the failed run
+            for p, value in zip(params, saved, strict=True):
+                p.copy_(value)
+    return False
+
+
+def _log_normal(chol: Tensor, resid: Tensor, count: Tensor | int) -> tuple[Tensor, Tensor]:
+    """(log N(resid; 0, chol cholᵀ), chol⁻¹resid) for resid (*b, n); ``count`` = the unpadded n."""
+    white = tri_solve(chol, resid.unsqueeze(-1)).squeeze(-1)
+    log_det = 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+    return -0.5 * (count * math.log(2 * math.pi) + log_det + white.pow(2).sum(-1)), white
+
+
 def _integrated_weights(prior: Tensor, y: Tensor, mean: Tensor, chol: Tensor) -> Tensor:
     """τ*_k ∝ π_k N(y; mean_k, chol_k chol_kᵀ), (K,)."""
-    white = tri_solve(chol, (y - mean).unsqueeze(-1)).squeeze(-1)
-    log_det = 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
-    log_n = -0.5 * (y.numel() * math.log(2 * math.pi) + log_det + white.pow(2).sum(-1))
+    log_n, _ = _log_normal(chol, y - mean, y.numel())
     return torch.softmax(prior.clamp_min(1e-300).log() + log_n, dim=-1)
 
 
@@ -708,37 +717,13 @@ def _new_task_em(kernel, noise, X, y, mean_o, cov_oo, prior, max_iter: int):
 
     def objective(weights: Tensor) -> Tensor:
         chol = chol_gamma()
-        white = tri_solve(chol, (y - mean_o).unsqueeze(-1)).squeeze(-1)
-        log_n = -(chol.diagonal(dim1=-2, dim2=-1).log().sum(-1) + 0.5 * white.pow(2).sum(-1))
+        log_n, _ = _log_normal(chol, y - mean_o, y.numel())
         return (weights * log_n).sum()
 
     weights = prior
     for _ in range(max_iter):
         before = [p.detach().clone() for p in params]
-        with torch.no_grad():
-            start = float(objective(weights))
-        improved = False
-        for lr in (1.0, 0.1):
-            lbfgs = torch.optim.LBFGS(params, lr=lr, max_iter=25, line_search_fn="strong_wolfe")
-
-            def closure(lbfgs=lbfgs, weights=weights) -> Tensor:
-                lbfgs.zero_grad(set_to_none=True)
-                loss = -objective(weights)
-                loss.backward()
-                return loss
-
-            try:
-                lbfgs.step(closure)
-                with torch.no_grad():
-                    end = float(objective(weights))
-                if math.isfinite(end) and end >= start:
-                    improved = True
-                    break
-            except (NotPSDError, RuntimeError, ValueError):
-                pass
-            with torch.no_grad():
-                for p, value in zip(params, before, strict=True):
-                    p.copy_(value)
+        improved = _guarded_lbfgs(params, functools.partial(objective, weights), max_iter=25)
         with torch.no_grad():
             weights = _integrated_weights(prior, y, mean_o, chol_gamma())
         change = sum(float((p.detach() - b).abs().sum()) for p, b in zip(params, before, strict=True))

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -289,44 +289,72 @@ def _regret_band(curves: Sequence[list[float | None]]) -> tuple[list[int], list[
     return its, med, lo, hi
 
 
-def plot_regret(store: Store, path: str | Path) -> Path:
-    """Plot, one panel per problem, the median and 25–75% band over seeds of each method's value per
-    iteration (simple regret, or best value without a known optimum; log y when all positive).
-
-    Saves a PNG at `path` and returns it.
-    """
+def _problem_panels(
+    runs: Sequence[Run],
+    problems: Sequence[str],
+    draw: Callable[[Any, Run, list[Run], str], list[float]],
+    *,
+    empty: str,
+    xlabel: str,
+    ylabel: Callable[[str], str],
+    integer_x: bool = False,
+) -> Any:
+    """One panel per problem, one ``draw(ax, problem, runs_of_method, color) -> plotted y values`` call per
+    method; panels with nothing plotted say ``empty``, others get labels, a legend and log y when all
+    plotted values are positive. Returns the figure."""
     from matplotlib.ticker import MaxNLocator
 
-    runs = store.runs()
-    rows = _eval_rows(store)
-    columns = _problem_columns(runs, rows)
     colors = _method_colors(runs)
     groups = _groups(runs)
-    problems = list(columns)
     fig, axes = _figure(len(problems))
     if not problems:
         _empty_panel(axes[0], "no runs yet")
     for ax, problem in zip(axes, problems, strict=False):
         plotted: list[float] = []
         for (p, method), group in groups.items():
-            if p != problem:
-                continue
-            its, med, lo, hi = _regret_band([_curve(rows.get(r.run_id, []), columns[problem]) for r in group])
-            if not its:
-                continue
-            ax.plot(its, med, color=colors[method], label=method)
-            ax.fill_between(its, lo, hi, color=colors[method], alpha=0.2, linewidth=0)
-            plotted += med + lo + hi
+            if p == problem:
+                plotted += draw(ax, problem, group, colors[method])
         if not plotted:
-            _empty_panel(ax, "no evaluations yet")
+            _empty_panel(ax, empty)
         else:
             if all(v > 0 for v in plotted):
                 ax.set_yscale("log")
-            ax.set_xlabel("iteration")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_ylabel(_metric_label(columns[problem]))
+            ax.set_xlabel(xlabel)
+            if integer_x:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_ylabel(ylabel(problem))
             ax.legend(fontsize="small")
         ax.set_title(problem)
+    return fig
+
+
+def plot_regret(store: Store, path: str | Path) -> Path:
+    """Plot, one panel per problem, the median and 25–75% band over seeds of each method's value per
+    iteration (simple regret, or best value without a known optimum; log y when all positive).
+
+    Saves a PNG at `path` and returns it.
+    """
+    runs = store.runs()
+    rows = _eval_rows(store)
+    columns = _problem_columns(runs, rows)
+
+    def draw(ax: Any, problem: str, group: list[Run], color: str) -> list[float]:
+        its, med, lo, hi = _regret_band([_curve(rows.get(r.run_id, []), columns[problem]) for r in group])
+        if not its:
+            return []
+        ax.plot(its, med, color=color, label=group[0].method)
+        ax.fill_between(its, lo, hi, color=color, alpha=0.2, linewidth=0)
+        return med + lo + hi
+
+    fig = _problem_panels(
+        runs,
+        list(columns),
+        draw,
+        empty="no evaluations yet",
+        xlabel="iteration",
+        ylabel=lambda problem: _metric_label(columns[problem]),
+        integer_x=True,
+    )
     return _save(fig, path)
 
 
@@ -338,37 +366,28 @@ def plot_time(store: Store, path: str | Path) -> Path:
     """
     runs = store.runs()
     rows = _eval_rows(store)
-    colors = _method_colors(runs)
-    groups = _groups(runs)
-    problems = list(dict.fromkeys(r.problem for r in runs))
-    fig, axes = _figure(len(problems))
-    if not problems:
-        _empty_panel(axes[0], "no runs yet")
-    for ax, problem in zip(axes, problems, strict=False):
-        plotted: list[float] = []
-        for (p, method), group in groups.items():
-            if p != problem:
-                continue
-            by_n: dict[int, list[float]] = defaultdict(list)
-            for r in group:
-                for n, t in _iteration_times(rows.get(r.run_id, [])):
-                    if n is not None:
-                        by_n[n].append(t)
-            if not by_n:
-                continue
-            ns = sorted(by_n)
-            med = [float(np.median(by_n[n])) for n in ns]
-            ax.plot(ns, med, marker=".", color=colors[method], label=method)
-            plotted += med
-        if not plotted:
-            _empty_panel(ax, "no timed iterations yet")
-        else:
-            if all(v > 0 for v in plotted):
-                ax.set_yscale("log")
-            ax.set_xlabel("training points")
-            ax.set_ylabel("fit + acq time per iteration (s)")
-            ax.legend(fontsize="small")
-        ax.set_title(problem)
+
+    def draw(ax: Any, problem: str, group: list[Run], color: str) -> list[float]:
+        by_n: dict[int, list[float]] = defaultdict(list)
+        for r in group:
+            for n, t in _iteration_times(rows.get(r.run_id, [])):
+                if n is not None:
+                    by_n[n].append(t)
+        if not by_n:
+            return []
+        ns = sorted(by_n)
+        med = [float(np.median(by_n[n])) for n in ns]
+        ax.plot(ns, med, marker=".", color=color, label=group[0].method)
+        return med
+
+    fig = _problem_panels(
+        runs,
+        list(dict.fromkeys(r.problem for r in runs)),
+        draw,
+        empty="no timed iterations yet",
+        xlabel="training points",
+        ylabel=lambda problem: "fit + acq time per iteration (s)",
+    )
     return _save(fig, path)
 
 

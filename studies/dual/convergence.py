@@ -107,10 +107,7 @@ def _dual_run(data, M: int, budget: float):
 
 def time_to(trace, target: float) -> float:
     """First time at which the ELBO is within TOLERANCE (relative) of ``target``."""
-    for t, value in trace:
-        if value >= target - TOLERANCE * abs(target):
-            return t
-    return math.inf
+    return first_time(trace, target - TOLERANCE * abs(target))
 
 
 def first_time(trace, value: float) -> float:
