@@ -2,7 +2,7 @@
 
     gpvi demo [--quick] [--db gpvi-demo.sqlite] [--out .]        the main job: a small BO study
     gpvi study run FILE [--db PATH] [--workers N] [--executor local|dask] [--scheduler ADDRESS]
-    gpvi study report FILE|DB [--out DIR]
+    gpvi study report FILE|DB [--out DIR] [--baseline METHOD]
     gpvi study status FILE|DB
     gpvi svgp-demo [--dataset kin40k] [--split 0] [--num-inducing 256] [--steps 2000]
                    [--batch-size 1024] [--quick]                 gpvi's SVGP vs gpytorch's on a UCI set
@@ -220,6 +220,9 @@ def _add_study(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("source", help="the study's TOML file or its SQLite store")
     report.add_argument("--db", default=None, help="SQLite store when SOURCE is a TOML file with a non-default store")
     report.add_argument("--out", default=None, help="output folder (default: <store>-report)")
+    report.add_argument(
+        "--baseline", default=None, help="method the others are divided by (default: the study's SingleTaskGP method)"
+    )
     report.set_defaults(func=_report_study)
     status = sub.add_parser("status", help="progress of a study")
     status.add_argument("source", help="the study's TOML file or its SQLite store")
@@ -271,7 +274,7 @@ def _report_study(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.out) if args.out else Path(path).with_name(Path(path).stem + "-report")
     with Store(path) as store:
-        print(markdown_report(store, out))
+        print(markdown_report(store, out, baseline=args.baseline))
     print(f"Report written to {out / 'report.md'}.")
     return 0
 

@@ -11,9 +11,10 @@ Recipes:
 - ``optimizer="cvi"`` (dual models, `gpvi.models.DualSVGP`; Adam et al. 2021, Li et al. 2023): each
   step takes ``e_steps`` CVI E-steps on the stored sites, then ``m_steps`` Adam steps on the
   hyperparameters with the sites frozen, on ``objective`` = "elbo" or "ep" (the EP-like estimate).
-  With a Gaussian likelihood, ``objective="collapsed"`` is the closed-form recipe: the sites are
-  exact for every θ, so the M-step maximises the collapsed (Titsias) bound on all data by L-BFGS
-  (each ``max_steps`` is one function evaluation) and a final full-data E-step (ρ = 1) sets q.
+- ``objective="collapsed"`` (Gaussian likelihood; SVGP with "ngd" or None, DualSVGP): the
+  closed-form recipe. The optimal q (or the dual sites) is exact for every θ, so L-BFGS maximises
+  the collapsed (Titsias) bound plus the hyperparameters' log prior on all data (each of
+  ``max_steps`` is one function evaluation), then one full-data step of size 1 sets q.
 
 ``optimizer=None`` uses the model's ``default_optimizer`` ("adam" for SVGP, "cvi" for DualSVGP).
 
@@ -124,15 +125,17 @@ def svgp_elbo(
     if model._num_latents > 1 and not isinstance(model.likelihood, SoftmaxLikelihood):
         ell = ell.sum(-2)
     kl = kl.sum(-1) if model._num_latents > 1 else kl
-    log_prior = sum(
-        (
-            prior.log_prob(closure(module)).sum()
-            for owner in (model.model, model.likelihood)
-            for _, module, prior, closure, _ in owner.named_priors()
-        ),
-        torch.zeros((), dtype=mean.dtype, device=mean.device),
-    )
-    return elbo(ell, kl, num_data=N, kl_weight=kl_weight, log_prior=log_prior)
+    return elbo(ell, kl, num_data=N, kl_weight=kl_weight, log_prior=log_prior(model))
+
+
+def log_prior(model) -> Tensor:
+    """Σ log p(θ) over the priors registered on the model's GP module and likelihood (0 when none)."""
+    X = model.train_X_model
+    total = torch.zeros((), dtype=X.dtype, device=X.device)
+    for owner in (model.model, model.likelihood):
+        for _, module, prior, closure, _ in owner.named_priors():
+            total = total + prior.log_prob(closure(module)).sum()
+    return total
 
 
 @torch.no_grad()
@@ -201,9 +204,9 @@ def fit(
         progress: Show a tqdm bar; default: on a terminal, never under pytest.
         kl_weight: β multiplying the KL (1 = the ELBO).
         seed: Seed of the minibatch order.
-        objective: M-step objective for "cvi": "elbo", "ep" (EP-like estimate from the sites) or
-            "collapsed" (Gaussian likelihood: full-data L-BFGS on the collapsed bound). Default:
-            "collapsed" for "cvi" with a Gaussian likelihood and N·M ≤ 5e7, else "elbo".
+        objective: "elbo", "ep" (for "cvi": the EP-like estimate from the sites) or "collapsed"
+            (Gaussian likelihood, any gpvi SVGP: full-data L-BFGS on the collapsed bound, q exact).
+            Default: "collapsed" for "cvi" with a Gaussian likelihood and N·M ≤ 5e7, else "elbo".
         e_steps, m_steps: E-steps and Adam M-steps per step of "cvi" (each on its own minibatch).
         restore_best: Keep the parameters and sites with the best objective seen and restore them at
             the end (Li et al.'s rule against a decreasing EP-like objective); default: on for
@@ -216,7 +219,8 @@ def fit(
         A `FitResult`. The model is left in eval mode.
     """
     if optimizer is None:
-        optimizer = getattr(model, "default_optimizer", "adam")
+        default = getattr(model, "default_optimizer", "adam")
+        optimizer = "ngd" if objective == "collapsed" and default == "adam" else default
     if optimizer not in ("adam", "ngd", "cvi"):
         raise ValueError(f"`optimizer` must be 'adam', 'ngd' or 'cvi', got {optimizer!r}.")
     if optimizer == "cvi" and not hasattr(model, "dual_step"):
@@ -225,10 +229,10 @@ def fit(
         objective = _default_objective(model, optimizer)
     if objective not in ("elbo", "ep", "collapsed"):
         raise ValueError(f"`objective` must be 'elbo', 'ep' or 'collapsed', got {objective!r}.")
-    if objective != "elbo" and optimizer != "cvi":
-        raise ValueError(
-            f"`objective={objective!r}` needs `optimizer='cvi'` and a dual model (it is built from sites)."
-        )
+    if objective == "ep" and optimizer != "cvi":
+        raise ValueError("`objective='ep'` needs `optimizer='cvi'` and a dual model (it is built from sites).")
+    if objective == "collapsed" and optimizer == "adam":
+        raise ValueError("`objective='collapsed'` sets q in closed form: use optimizer 'ngd', 'cvi' or None.")
     if objective == "collapsed" and not isinstance(model.likelihood, GaussianLikelihood):
         raise ValueError("`objective='collapsed'` needs a GaussianLikelihood (sites exact in closed form).")
     for name, value in (("e_steps", e_steps), ("m_steps", m_steps)):
@@ -408,7 +412,7 @@ class _StopFit(Exception):
 
 
 def _fit_collapsed(model, params: list[Tensor], *, max_steps: int, callback, progress: bool | None) -> FitResult:
-    """Closed-form Gaussian recipe: L-BFGS (strong Wolfe) on the collapsed bound, then sites at ρ = 1."""
+    """Closed-form Gaussian recipe: L-BFGS (strong Wolfe) on the collapsed bound + log prior, then q exact."""
     N = model.num_data
     history: list[dict[str, float]] = []
     start = time.perf_counter()
@@ -427,12 +431,13 @@ def _fit_collapsed(model, params: list[Tensor], *, max_steps: int, callback, pro
 
     def closure() -> Tensor:
         lbfgs.zero_grad(set_to_none=True)
-        value = model.collapsed_elbo()
+        bound = model.collapsed_elbo()
+        value = bound + log_prior(model)
         (-value / N).backward()
-        record = {"step": len(history) + 1, "elbo": float(value.detach()), "time": time.perf_counter() - start}
-        record["objective"] = record["elbo"]
+        record = {"step": len(history) + 1, "elbo": float(bound.detach()), "time": time.perf_counter() - start}
+        record["objective"] = float(value.detach())
         history.append(record)
-        parts = {"elbo": value.detach(), "objective": value.detach()}
+        parts = {"elbo": bound.detach(), "objective": value.detach()}
         stop = _after_step(
             record["step"], record["elbo"], parts, bar=bar, label="elbo", callback=callback, stopper=None, N=N
         )
@@ -450,7 +455,8 @@ def _fit_collapsed(model, params: list[Tensor], *, max_steps: int, callback, pro
     finally:
         if bar is not None:
             bar.close()
-    model.dual_step(step=1.0)
+    with torch.no_grad():
+        model.set_optimal_q()
     model.eval()
     return FitResult(history, time.perf_counter() - start, reason, len(history))
 
@@ -475,4 +481,4 @@ def _progress_bar(total: int, show: bool, desc: str = "gpvi.fit") -> Any:
     return tqdm(total=total, desc=desc, leave=False)
 
 
-__all__ = ["EarlyStopping", "FitResult", "fit", "svgp_elbo", "svgp_natural_gradient_step"]
+__all__ = ["EarlyStopping", "FitResult", "fit", "log_prior", "svgp_elbo", "svgp_natural_gradient_step"]

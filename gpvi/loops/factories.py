@@ -6,9 +6,10 @@ so the models see the unit cube and standardised targets whatever the problem's 
 
 - `SingleTaskGPFactory`: BoTorch's exact GP, fitted by `fit_gpytorch_mll` (the baseline; cold
   start, exactly BoTorch's default behaviour).
-- `SVGPFactory`: gpvi's SVGP, fitted by `gpvi.fit` with a step cap (never BoTorch's scipy fit of an
-  SVGP), warm-started from the previous model's hyperparameters; between full refits
-  `update()` absorbs new points with a short refit.
+- `SVGPFactory`: gpvi's SVGP with SingleTaskGP's own kernel and priors, fitted by `gpvi.fit` with
+  a step cap (q in closed form, L-BFGS on the collapsed bound; never BoTorch's scipy fit of an
+  SVGP), warm-started from the previous model's hyperparameters; between full refits `update()`
+  absorbs new points with a short refit.
 - `DualSVGPFactory`: gpvi's `DualSVGP` (closed-form sites for Gaussian data, L-BFGS on the
   collapsed bound), warm-started likewise.
 - `MagmaClustFactory`: a new task under a MagmaClust prior learned from related past tasks.
@@ -72,18 +73,26 @@ class SingleTaskGPFactory(ModelFactory):
 
 
 class SVGPFactory(ModelFactory):
-    """gpvi's `SVGP`, fitted by natural-gradient steps on q plus Adam, with a step cap.
+    """gpvi's `SVGP`, fitted with a step cap and warm-started from the previous model's hyperparameters.
 
     Args:
         num_inducing: M (capped at n, so small data sets get Z = X).
-        max_steps: Steps of the first (cold) fit.
+        max_steps: Steps of the first (cold) fit (L-BFGS evaluations for ``fit="collapsed"``).
         warm_steps: Steps of a fit warm-started from the previous model's hyperparameters.
         update_steps: Steps of `update()` between full refits.
-        lr: Adam's learning rate for the hyperparameters.
+        lr: Adam's learning rate for the hyperparameters (``fit="ngd"``).
         inducing: Initial inducing inputs: "kmeans" or "greedy".
+        kernel: "singletaskgp" (default): BoTorch SingleTaskGP's own kernel and likelihood (RBF with
+            the dimension-scaled lengthscale prior, log-normal noise prior; `gpvi.models.priors`), so
+            that a comparison with SingleTaskGP isolates the inference; "matern": gpvi's SVGP default
+            (Matérn-5/2 ARD with an outputscale, no priors).
+        fit: "collapsed" (default): q exact in closed form and L-BFGS on the collapsed bound plus the
+            log prior (with Z = X this is SingleTaskGP's MAP fit); "ngd": natural-gradient steps on q
+            plus Adam.
     """
 
     name = "svgp"
+    optimizer = "ngd"
 
     def __init__(
         self,
@@ -93,20 +102,34 @@ class SVGPFactory(ModelFactory):
         update_steps: int = 20,
         lr: float = 0.05,
         inducing: str = "kmeans",
+        kernel: str = "singletaskgp",
+        fit: str = "collapsed",
     ) -> None:
+        if kernel not in ("singletaskgp", "matern"):
+            raise ValueError(f"`kernel` must be 'singletaskgp' or 'matern', got {kernel!r}.")
+        if fit not in ("collapsed", "ngd"):
+            raise ValueError(f"`fit` must be 'collapsed' or 'ngd', got {fit!r}.")
         self.num_inducing = num_inducing
         self.max_steps = max_steps
         self.warm_steps = warm_steps
         self.update_steps = update_steps
         self.lr = lr
         self.inducing = inducing
-
-    optimizer = "ngd"
+        self.kernel = kernel
+        self.objective = "collapsed" if fit == "collapsed" else None
 
     def _model_class(self) -> type:
         from gpvi.models import SVGP
 
         return SVGP
+
+    def _modules(self, d: int, dtype) -> dict[str, Any]:
+        if self.kernel == "matern":
+            return {}
+        from gpvi.models.priors import singletaskgp_modules
+
+        kernel, likelihood = singletaskgp_modules(d, dtype=dtype)
+        return {"kernel": kernel, "likelihood": likelihood}
 
     def fit(self, train_X: Tensor, train_Y: Tensor, bounds: Tensor, warm: WarmState = None) -> Model:
         from gpvi.fit import fit
@@ -118,12 +141,16 @@ class SVGPFactory(ModelFactory):
             inducing=self.inducing,
             input_transform=Normalize(train_X.shape[-1], bounds=bounds),
             outcome_transform=Standardize(1),
+            **self._modules(train_X.shape[-1], train_X.dtype),
         )
         if warm:
             model.load_state_dict(warm, strict=False)
         steps = self.warm_steps if warm else self.max_steps
-        fit(model, max_steps=steps, optimizer=self.optimizer, lr=self.lr, progress=False)
+        fit(model, max_steps=steps, **self._fit_options())
         return model
+
+    def _fit_options(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer, "objective": self.objective, "lr": self.lr, "progress": False}
 
     def warm_state(self, model: Model) -> WarmState:
         """The kernel, mean and likelihood hyperparameters (not q, Z or the transforms' statistics)."""
@@ -131,7 +158,7 @@ class SVGPFactory(ModelFactory):
         return {k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith(keep)}
 
     def update(self, model: Model, X_new: Tensor, Y_new: Tensor) -> Model | None:
-        return model.update(X_new, Y_new, max_steps=self.update_steps, lr=self.lr, progress=False)
+        return model.update(X_new, Y_new, max_steps=self.update_steps, **self._fit_options())
 
 
 class DualSVGPFactory(SVGPFactory):
@@ -154,8 +181,10 @@ class DualSVGPFactory(SVGPFactory):
         update_steps: int = 10,
         lr: float = 0.05,
         inducing: str = "kmeans",
+        kernel: str = "singletaskgp",
     ) -> None:
-        super().__init__(num_inducing, max_steps, warm_steps, update_steps, lr, inducing)
+        super().__init__(num_inducing, max_steps, warm_steps, update_steps, lr, inducing, kernel, fit="collapsed")
+        self.objective = None  # the model's default recipe (collapsed for Gaussian data)
 
     def _model_class(self) -> type:
         from gpvi.models import DualSVGP

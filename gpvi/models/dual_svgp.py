@@ -26,7 +26,7 @@ from torch import Tensor
 from gpvi._validation import check_train_data
 from gpvi.core.likelihoods import expected_log_prob, expected_log_prob_and_grads
 from gpvi.core.linalg import tri_solve
-from gpvi.core.objectives import collapsed_elbo, ep_log_marginal
+from gpvi.core.objectives import ep_log_marginal
 from gpvi.core.sites import GaussianSites
 from gpvi.models.svgp import SVGP
 from gpvi.sequential.dual import DualSites, DualSVGPStrategy, dual_step
@@ -88,6 +88,12 @@ class DualSVGP(SVGP):
     def reset_sites(self) -> None:
         """Zero sites: q(u) equals the prior."""
         self.set_sites(self.sites.scaled(0.0))
+
+    def set_optimal_q(self) -> None:
+        """Exact sites on all data (Gaussian likelihood): one full-data E-step with ρ = 1."""
+        if not isinstance(self.likelihood, GaussianLikelihood):
+            raise TypeError(f"set_optimal_q needs a GaussianLikelihood, got {type(self.likelihood).__name__}.")
+        self.dual_step(step=1.0)
 
     def dual_step(
         self,
@@ -197,29 +203,6 @@ class DualSVGP(SVGP):
             num_data=N,
             power=power,
         )
-
-    def collapsed_elbo(self) -> Tensor:
-        """The ELBO at the optimal sites for the current θ, on all data (Gaussian likelihood only).
-
-        With a Gaussian likelihood the dual parameters α_n = (y_n − μ₀(x_n))/σ², β_n = 1/σ² do not
-        depend on q, so the per-datum (P-form) dual ELBO with Kuf(θ) recomputed is the collapsed
-        Titsias bound (`gpvi.core.objectives.collapsed_elbo`): the M-step objective of the closed-form
-        Gaussian recipe (``gpvi.fit(model, objective="collapsed")``). Total over the data, (*b,) summed
-        over outputs.
-        """
-        if not isinstance(self.likelihood, GaussianLikelihood):
-            raise TypeError(f"collapsed_elbo needs a GaussianLikelihood, got {type(self.likelihood).__name__}.")
-        X, Y = self.train_X_model, self.model.train_targets
-        X_in = X.unsqueeze(-3) if self._num_latents > 1 else X
-        kernel = self.model.covar_module
-        value = collapsed_elbo(
-            self.strategy._chol_Kuu(),
-            self.features.Kuf(kernel, X_in),
-            kernel(X_in, diag=True),
-            Y - self.model.mean_module(X_in),
-            self.likelihood.noise,
-        )
-        return value.sum(-1) if self._num_latents > 1 else value
 
     # -- absorbing data ---------------------------------------------------------------------------
     def update(self, X: Tensor, Y: Tensor, *, max_steps: int = 20, **fit_options: Any) -> DualSVGP:

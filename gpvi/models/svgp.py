@@ -37,6 +37,7 @@ from torch import Tensor
 
 from gpvi._validation import check_tensor, check_train_data
 from gpvi.core.linalg import cholesky, eye_like
+from gpvi.core.objectives import collapsed_elbo
 from gpvi.core.sites import GaussianSites
 from gpvi.features.base import InducingFeatures
 from gpvi.features.points import InducingPoints
@@ -382,6 +383,42 @@ class SVGP(ApproximateGPyTorchModel, FantasizeMixin):
             warnings.warn(f"fit_gpytorch_mll options {sorted(kwargs)} are not used by gpvi.fit.", stacklevel=3)
         fit(self, **{"progress": False, **(optimizer_kwargs or {})})
         return mll
+
+    def collapsed_elbo(self) -> Tensor:
+        """The ELBO at the optimal q(u) for the current θ and Z, on all data (Gaussian likelihood only).
+
+        With a Gaussian likelihood the optimal q is closed form and the ELBO at it is the collapsed
+        Titsias (2009) bound (`gpvi.core.objectives.collapsed_elbo`),
+            log N(y | μ, Qff + σ²I) − tr(Kff − Qff) / (2σ²),  Qff = Kfu Kuu⁻¹ Kuf,
+        the M-step objective of the closed-form recipe (``gpvi.fit(model, objective="collapsed")``);
+        with Z = X it is the exact log marginal likelihood. For a dual model the same value is the
+        dual ELBO at its exact sites α_n = (y_n − μ₀(x_n))/σ², β_n = 1/σ². Total over the data, summed
+        over outputs. Without the hyperparameters' log prior.
+        """
+        if not isinstance(self.likelihood, GaussianLikelihood):
+            raise TypeError(f"collapsed_elbo needs a GaussianLikelihood, got {type(self.likelihood).__name__}.")
+        X, Y = self.train_X_model, self.model.train_targets
+        X_in = X.unsqueeze(-3) if self._num_latents > 1 else X
+        kernel = self.model.covar_module
+        value = collapsed_elbo(
+            self.strategy._chol_Kuu(),
+            self.features.Kuf(kernel, X_in),
+            kernel(X_in, diag=True),
+            Y - self.model.mean_module(X_in),
+            self.likelihood.noise,
+        )
+        return value.sum(-1) if self._num_latents > 1 else value
+
+    def set_optimal_q(self) -> None:
+        """Set q(u) to its optimum on all data for the current θ and Z (Gaussian likelihood, closed form).
+
+        One full-data natural-gradient step of size 1 (`gpvi.fit.svgp_natural_gradient_step`).
+        """
+        from gpvi.fit import svgp_natural_gradient_step
+
+        if not isinstance(self.likelihood, GaussianLikelihood):
+            raise TypeError(f"set_optimal_q needs a GaussianLikelihood, got {type(self.likelihood).__name__}.")
+        svgp_natural_gradient_step(self, self.train_X_model, self.model.train_targets, step=1.0)
 
     def elbo(self, X: Tensor | None = None, Y: Tensor | None = None, **options: Any):
         """The ELBO and its parts (`gpvi.core.ElboParts`) on (X, Y) in model space (default: all data)."""

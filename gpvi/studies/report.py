@@ -172,17 +172,35 @@ def _status_counts(runs: Sequence[Run]) -> dict[str, int]:
 
 
 # -- summaries -------------------------------------------------------------------------------------
-def bo_summary(store: Store) -> list[dict[str, Any]]:
+def default_baseline(store: Store) -> str | None:
+    """The peer the other methods are compared with: the study's first method whose model is
+    BoTorch's "singletaskgp" (read from the stored TOML), else None."""
+    from gpvi.studies.spec import StudyError, parse_spec
+
+    text = store.meta().get("spec")
+    if not text:
+        return None
+    try:
+        spec = parse_spec(text)
+    except (StudyError, ValueError):
+        return None
+    return next((m.name for m in spec.methods if m.model == "singletaskgp"), None)
+
+
+def bo_summary(store: Store, baseline: str | None = None) -> list[dict[str, Any]]:
     """One dict per (problem, method) of a BO study.
 
     Keys: problem, method, metric ("simple regret" or "best value"), runs_done, runs_total,
     final_regret_median/q25/q75 (quartiles over the runs with status 'done' of the final value of
-    the metric, i.e. its minimum over all the run's rows), and time_per_iter_median (median over
-    all iterations >= 1 of all runs, each iteration once, of fit_time + acq_time, in seconds).
+    the metric, i.e. its minimum over all the run's rows), time_per_iter_median (median over
+    all iterations >= 1 of all runs, each iteration once, of fit_time + acq_time, in seconds), and
+    regret_ratio / time_ratio: the method's final-regret median and time per iteration divided by
+    the ``baseline`` method's on the same problem (default `default_baseline`; None without one).
     """
     runs = store.runs()
     rows = _eval_rows(store)
     columns = _problem_columns(runs, rows)
+    baseline = default_baseline(store) if baseline is None else baseline
     out = []
     for (problem, method), group in _groups(runs).items():
         column = columns[problem]
@@ -202,7 +220,16 @@ def bo_summary(store: Store) -> list[dict[str, Any]]:
                 "time_per_iter_median": _median(times),
             }
         )
+    peers = {s["problem"]: s for s in out if s["method"] == baseline}
+    for s in out:
+        peer = peers.get(s["problem"], {})
+        s["regret_ratio"] = _ratio(s["final_regret_median"], peer.get("final_regret_median"))
+        s["time_ratio"] = _ratio(s["time_per_iter_median"], peer.get("time_per_iter_median"))
     return out
+
+
+def _ratio(value: float | None, peer: float | None) -> float | None:
+    return None if value is None or peer is None or peer <= 0 else value / peer
 
 
 def _metric_order(names: Iterable[str]) -> list[str]:
@@ -439,18 +466,25 @@ def _failures_section(runs: Sequence[Run]) -> list[str]:
     return lines + [f"- {r.problem} / {r.method} / seed {r.seed}: `{_last_line(r.error)}`" for r in failed]
 
 
-def _bo_table(summary: Sequence[dict[str, Any]]) -> list[str]:
-    lines = ["| problem | method | runs | final regret median [q25, q75] | time/iter s |", "|---|---|---|---|---|"]
+def _bo_table(summary: Sequence[dict[str, Any]], baseline: str | None = None) -> list[str]:
+    ratios = baseline is not None and any(s["method"] == baseline for s in summary)
+    header = "| problem | method | runs | final regret median [q25, q75] | time/iter s |"
+    lines = [header, "|---|---|---|---|---|"]
+    if ratios:
+        lines = [header + f" regret ÷ {baseline} | time ÷ {baseline} |", "|---|---|---|---|---|---|---|"]
     for s in summary:
         cell = _fmt(s["final_regret_median"])
         if s["final_regret_median"] is not None:
             cell += f" [{_fmt(s['final_regret_q25'])}, {_fmt(s['final_regret_q75'])}]"
             if s["metric"] != "simple regret":
                 cell += f" ({s['metric']})"
-        lines.append(
+        line = (
             f"| {s['problem']} | {s['method']} | {s['runs_done']}/{s['runs_total']} | {cell} "
             f"| {_fmt(s['time_per_iter_median'])} |"
         )
+        if ratios:
+            line += f" {_fmt(s['regret_ratio'])} | {_fmt(s['time_ratio'])} |"
+        lines.append(line)
     return lines
 
 
@@ -470,11 +504,13 @@ def _regression_table(summary: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def markdown_report(store: Store, out_dir: str | Path) -> str:
+def markdown_report(store: Store, out_dir: str | Path, baseline: str | None = None) -> str:
     """Write `report.md` (and its plots) into `out_dir` (created) and return the Markdown text.
 
     BO studies: run counts by status, a per (problem, method) table of final regret median
-    [q25, q75] and median time per iteration, `regret.png` and `time.png`, and the failures.
+    [q25, q75] and median time per iteration, each also divided by the ``baseline`` method's
+    (default `default_baseline`: the study's SingleTaskGP method), `regret.png` and `time.png`,
+    and the failures.
     Regression studies: run counts, a per (dataset, method) table of mean ± std of every metric,
     `rmse.png` when RMSE is reported, and the failures.
     """
@@ -490,7 +526,8 @@ def markdown_report(store: Store, out_dir: str | Path) -> str:
             plot_metric_bars(store, out_dir / "rmse.png", "rmse")
             lines += ["", "![RMSE](rmse.png)"]
     else:
-        lines += _bo_table(bo_summary(store))
+        baseline = default_baseline(store) if baseline is None else baseline
+        lines += _bo_table(bo_summary(store, baseline), baseline)
         plot_regret(store, out_dir / "regret.png")
         plot_time(store, out_dir / "time.png")
         lines += ["", "![regret](regret.png)", "", "![time per iteration](time.png)"]
@@ -566,6 +603,7 @@ def status_text(store: Store) -> str:
 
 __all__ = [
     "bo_summary",
+    "default_baseline",
     "markdown_report",
     "plot_metric_bars",
     "plot_regret",

@@ -11,6 +11,7 @@ import pytest
 from gpvi.studies.report import (
     _regret_band,
     bo_summary,
+    default_baseline,
     markdown_report,
     plot_regret,
     plot_time,
@@ -233,3 +234,27 @@ def test_regression_summary_and_report(regression_store, tmp_path):
     assert not (tmp_path / "out" / "regret.png").exists()
     status = status_text(regression_store)
     assert "Results: 5 runs with metrics" in status and "  svgp: 3/6 runs done" in status
+
+
+def test_bo_summary_divides_by_the_baseline_method(bo_store, tmp_path):
+    summary = {(s["problem"], s["method"]): s for s in bo_summary(bo_store, baseline="ei")}
+    ts, ei = summary["branin", "ts"], summary["branin", "ei"]
+    assert ts["regret_ratio"] == pytest.approx(0.05 / 0.3) and ei["regret_ratio"] == pytest.approx(1.0)
+    assert ts["time_ratio"] == pytest.approx(3.5 / 0.2)
+    assert summary["noopt", "ei"]["regret_ratio"] is None  # a negative best value is not a regret to divide
+    assert all(s["regret_ratio"] is None for s in bo_summary(bo_store))  # no SingleTaskGP method stored
+    text = markdown_report(bo_store, tmp_path / "out", baseline="ei")
+    assert "regret ÷ ei" in text and "| 0.167 |" in text
+
+
+def test_default_baseline_is_the_studys_singletaskgp_method(tmp_path):
+    store = Store(tmp_path / "b.db")
+    spec = (
+        '[study]\nname = "s"\nkind = "bo"\nseeds = 1\nbudget = 2\n[[problems]]\nname = "Branin"\n'
+        '[[methods]]\nname = "mine"\nmodel = "svgp"\n[[methods]]\nname = "peer"\nmodel = "singletaskgp"\n'
+    )
+    store.set_meta(study="s", kind="bo", spec=spec)
+    assert default_baseline(store) == "peer"
+    store.set_meta(spec="not toml [")
+    assert default_baseline(store) is None
+    store.close()
