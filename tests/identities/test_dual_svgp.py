@@ -390,3 +390,17 @@ def test_ep_m_step_objective_is_the_exact_lml_at_any_theta_for_gaussian_data():
     lml, _, _ = exact_gp(model.model.covar_module, X, Y[:, 0], 0.05, 0.3, X)
     assert_close(ep, lml, rtol=1e-6, atol=0)
     assert_close(torch.autograd.grad(ep, raw)[0], torch.autograd.grad(lml, raw)[0], rtol=1e-5, atol=1e-8)
+
+
+def test_cvi_m_steps_keep_the_inducing_inputs_unless_asked():
+    """The u-space sites are tied to Z: the ELBO/EP recipes hold Z fixed by default."""
+    from gpytorch.likelihoods import BernoulliLikelihood
+
+    gen = torch.Generator().manual_seed(3)
+    X = torch.rand(60, 4, generator=gen, dtype=DT)
+    Y = (X.sum(-1, keepdim=True) > 2).to(DT)
+    for learn, moved in ((False, False), (True, True)):
+        model = DualSVGP(X, Y, likelihood=BernoulliLikelihood(), num_inducing=10)
+        Z0 = model.features.Z.detach().clone()
+        gpvi.fit(model, max_steps=5, lr=0.05, learn_inducing=learn, early_stopping=False)
+        assert (not torch.equal(model.features.Z, Z0)) is moved
