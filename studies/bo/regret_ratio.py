@@ -1,0 +1,73 @@
+"""How sure is a "median final regret within 1.2x of SingleTaskGP's" verdict? Bootstrap it.
+
+    .venv/bin/python studies/bo/regret_ratio.py studies/bo/synthetic.sqlite [--method svgp-qlogei]
+
+Per problem: the method's and the baseline's median final regret over their finished seeds, the
+ratio of the medians, a 90% bootstrap interval of that ratio (seeds resampled with replacement,
+independently per method, 2000 draws), and in how many seeds run by both the method's final
+regret is lower (seeds share the initial design and the noise stream, so this is a paired count).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from gpvi.studies.report import _curve, _eval_rows, _groups, _problem_columns, default_baseline
+from gpvi.studies.store import Store
+
+
+def final_regrets(store: Store) -> dict[tuple[str, str], dict[int, float]]:
+    """(problem, method) -> {seed: final simple regret} over the finished runs."""
+    runs = store.runs()
+    rows = _eval_rows(store)
+    columns = _problem_columns(runs, rows)
+    out: dict[tuple[str, str], dict[int, float]] = {}
+    for (problem, method), group in _groups(runs).items():
+        finals = {}
+        for r in group:
+            curve = _curve(rows.get(r.run_id, []), columns[problem]) if r.status == "done" else []
+            if curve and curve[-1] is not None:
+                finals[r.seed] = curve[-1]
+        out[problem, method] = finals
+    return out
+
+
+def bootstrap_ratio(a: np.ndarray, b: np.ndarray, draws: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """5% and 95% quantiles of median(a*) / median(b*) over bootstrap resamples."""
+    rng = np.random.default_rng(seed)
+    ra = np.median(rng.choice(a, size=(draws, a.size)), axis=1)
+    rb = np.median(rng.choice(b, size=(draws, b.size)), axis=1)
+    ratios = ra / np.maximum(rb, 1e-300)
+    return float(np.quantile(ratios, 0.05)), float(np.quantile(ratios, 0.95))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("db")
+    parser.add_argument("--method", default="svgp-qlogei")
+    parser.add_argument("--baseline", default=None, help="default: the study's SingleTaskGP method")
+    args = parser.parse_args()
+    store = Store(args.db)
+    baseline = args.baseline or default_baseline(store)
+    finals = final_regrets(store)
+    print(f"| problem | seeds | {args.method} median | {baseline} median | ratio | 90% bootstrap | lower in |")
+    print("|---|---|---|---|---|---|---|")
+    for problem in dict.fromkeys(p for p, _ in finals):
+        mine, peer = finals.get((problem, args.method), {}), finals.get((problem, baseline), {})
+        if not mine or not peer:
+            continue
+        a, b = np.array(list(mine.values())), np.array(list(peer.values()))
+        lo, hi = bootstrap_ratio(a, b)
+        shared = sorted(set(mine) & set(peer))
+        wins = sum(mine[s] < peer[s] for s in shared)
+        print(
+            f"| {problem} | {a.size}/{b.size} | {np.median(a):.3g} | {np.median(b):.3g} | "
+            f"{np.median(a) / np.median(b):.2f} | [{lo:.2f}, {hi:.2f}] | {wins}/{len(shared)} |"
+        )
+    store.close()
+
+
+if __name__ == "__main__":
+    main()
