@@ -97,8 +97,22 @@ def test_svgp_factory_options():
     default = SVGPFactory(max_steps=30).fit(X, Y, bounds)
     assert type(default.model.covar_module).__name__ == "RBFKernel"
     assert default.model.covar_module.raw_lengthscale_constraint.enforced
+    assert SVGPFactory(warm_start=False).warm_state(default) is None
+    warm = SVGPFactory().warm_state(default)  # used only once n > M (cold like SingleTaskGP before)
+    ls = "model.covar_module.raw_lengthscale"
+    shifted = {**warm, ls: warm[ls] + 1.0}
+    one = {"max_steps": 1, "warm_steps": 1}
+    lengthscale = lambda factory, state: factory.fit(X, Y, bounds, state).model.covar_module.raw_lengthscale
+    assert torch.equal(lengthscale(SVGPFactory(**one), shifted), lengthscale(SVGPFactory(**one), None))
+    sparse = SVGPFactory(num_inducing=8, **one)
+    assert not torch.allclose(lengthscale(sparse, shifted), lengthscale(sparse, None))
+    assert not default.features.Z.requires_grad  # n <= M: Z = X, the bound's maximum over Z
+    assert_close(default.features.Z, default.train_X_model)
+    assert SVGPFactory(num_inducing=8, max_steps=5).fit(X, Y, bounds).features.Z.requires_grad
     matern = SVGPFactory(max_steps=5, kernel="matern", fit="ngd").fit(X, Y, bounds)
     assert type(matern.model.covar_module).__name__ == "ScaleKernel"
+    warm = SVGPFactory(kernel="matern", fit="ngd").warm_state(matern)
+    assert warm and all(k.startswith(("model.mean_module", "model.covar_module", "likelihood")) for k in warm)
     with pytest.raises(ValueError, match="kernel"):
         SVGPFactory(kernel="rbf")
     with pytest.raises(ValueError, match="fit"):
