@@ -5,7 +5,8 @@
 
 Both arms are the same `gpvi.DualSVGP` (probit Bernoulli likelihood, Matérn-5/2 ARD, CVI E-steps;
 full-GP mode Z = X up to 1000 training points as in Li et al.'s Table 1, else ``--m`` k-means
-inducing points, held fixed as in Li et al.'s sparse runs), trained by the same schedule from the same start (20 warm-up E-steps, then 2
+inducing points, held fixed as in Li et al.'s sparse runs), trained by the same schedule from the
+same start (20 warm-up E-steps, then 2
 E-steps with ρ = 0.5 and 2 Adam steps with lr 0.05 per step, early stopping, restore-best); only
 the M-step objective differs:
 ``objective="elbo"`` (variational inference) or ``objective="ep"`` (the EP-like marginal-likelihood

@@ -1,0 +1,53 @@
+"""Control for the BO regret comparison: gpvi SVGP (Z = X fixed) fitted exactly like SingleTaskGP.
+
+BoTorch's own kernel and likelihood modules (untransformed bounds) and BoTorch's scipy L-BFGS-B on
+the collapsed bound + log prior, so that the fit matches SingleTaskGP's to ~1e-6. Used by
+`noisy_scipy_check.toml` (run with ``PYTHONPATH=studies/bo``); not part of the library.
+"""
+
+import torch
+from botorch.models.transforms.input import Normalize
+from botorch.models.transforms.outcome import Standardize
+from botorch.models.utils.gpytorch_modules import (
+    get_covar_module_with_dim_scaled_prior,
+    get_gaussian_likelihood_with_lognormal_prior,
+)
+from botorch.optim.closures import ForwardBackwardClosure
+from botorch.optim.core import scipy_minimize
+from botorch.optim.utils import get_parameters_and_bounds
+
+from gpvi.fit import log_prior
+from gpvi.loops.factories import ModelFactory
+from gpvi.models import SVGP
+
+
+class ScipySVGPFactory(ModelFactory):
+    name = "svgp-scipy"
+
+    def fit(self, train_X, train_Y, bounds, warm=None):
+        d = train_X.shape[-1]
+        model = SVGP(
+            train_X,
+            train_Y,
+            likelihood=get_gaussian_likelihood_with_lognormal_prior(),
+            kernel=get_covar_module_with_dim_scaled_prior(d),
+            num_inducing=train_X.shape[-2],
+            learn_inducing=False,
+            input_transform=Normalize(d, bounds=bounds),
+            outcome_transform=Standardize(1),
+        )
+        variational = {id(p) for p in model.model.variational_parameters()}
+        params, bnds = {}, {}
+        for prefix, owner in (("model.", model.model), ("likelihood.", model.likelihood)):
+            p_, b_ = get_parameters_and_bounds(owner)
+            params.update({prefix + k: v for k, v in p_.items()})
+            bnds.update({prefix + k: v for k, v in b_.items()})
+        params = {k: p for k, p in params.items() if p.requires_grad and id(p) not in variational}
+        n = train_X.shape[-2]
+        model.train()
+        closure = ForwardBackwardClosure(lambda: -(model.collapsed_elbo() + log_prior(model)) / n, params)
+        scipy_minimize(closure, params, bounds={k: v for k, v in bnds.items() if k in params})
+        with torch.no_grad():
+            model.set_optimal_q()
+        model.eval()
+        return model
