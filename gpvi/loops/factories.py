@@ -73,7 +73,7 @@ class SingleTaskGPFactory(ModelFactory):
 
 
 class SVGPFactory(ModelFactory):
-    """gpvi's `SVGP`, fitted with a step cap and warm-started from the previous model's hyperparameters.
+    """gpvi's `SVGP` with a step-capped fit: by default SingleTaskGP's model while n ≤ M, sparse beyond.
 
     Args:
         num_inducing: M (capped at n, so small data sets get Z = X).
@@ -158,13 +158,15 @@ class SVGPFactory(ModelFactory):
             outcome_transform=Standardize(1),
             **self._modules(train_X.shape[-1], train_X.dtype),
         )
-        n = train_X.shape[-2]
-        warm = warm if (self.warm_start or (self.warm_start is None and n > self.num_inducing)) else None
+        warm = warm if self._uses_warm_start(train_X.shape[-2]) else None
         if warm:
             model.load_state_dict(warm, strict=False)
         steps = self.warm_steps if warm else self.max_steps
         fit(model, max_steps=steps, **self._fit_options())
         return model
+
+    def _uses_warm_start(self, n: int) -> bool:
+        return self.warm_start if self.warm_start is not None else n > self.num_inducing
 
     def _learns_inducing(self, n: int) -> bool:
         return n > self.num_inducing if self.learn_inducing is None else self.learn_inducing
