@@ -20,14 +20,14 @@ from typing import Any
 
 import torch
 from gpytorch.kernels import Kernel
-from gpytorch.likelihoods import GaussianLikelihood, Likelihood
+from gpytorch.likelihoods import Likelihood
 from torch import Tensor
 
 from gpvi._validation import check_train_data
 from gpvi.core.likelihoods import expected_log_prob, expected_log_prob_and_grads
 from gpvi.core.linalg import tri_solve
 from gpvi.core.objectives import ep_log_marginal
-from gpvi.core.sites import GaussianSites
+from gpvi.core.sites import GaussianSites, sites_from_grads
 from gpvi.models.svgp import SVGP
 from gpvi.sequential.dual import DualSites, DualSVGPStrategy, dual_step
 
@@ -91,8 +91,7 @@ class DualSVGP(SVGP):
 
     def set_optimal_q(self) -> None:
         """Exact sites on all data (Gaussian likelihood): one full-data E-step with ρ = 1."""
-        if not isinstance(self.likelihood, GaussianLikelihood):
-            raise TypeError(f"set_optimal_q needs a GaussianLikelihood, got {type(self.likelihood).__name__}.")
+        self._require_gaussian("set_optimal_q")
         self.dual_step(step=1.0)
 
     def dual_step(
@@ -216,13 +215,11 @@ def _sites_with_grad(likelihood: Likelihood, y: Tensor, marg: Any) -> tuple[Tens
     mean = marg.prior_mean + marg.centred_mean
     if not (mean.requires_grad or marg.var.requires_grad):  # evaluated without gradients
         grads = expected_log_prob_and_grads(likelihood, y, mean, marg.var)
-        beta = (-2.0 * grads.d_var).clamp_min(1e-8)
-        return grads.d_mean + beta * marg.centred_mean, beta
+        return sites_from_grads(marg.centred_mean, grads.d_mean, grads.d_var)
     with torch.enable_grad():
         value = expected_log_prob(likelihood, y, mean, marg.var)
         g, h = torch.autograd.grad(value.sum(), (mean, marg.var), create_graph=True)
-    beta = (-2.0 * h).clamp_min(1e-8)
-    return g + beta * marg.centred_mean, beta
+    return sites_from_grads(marg.centred_mean, g, h)
 
 
 __all__ = ["DualSVGP"]

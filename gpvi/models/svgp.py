@@ -395,8 +395,7 @@ class SVGP(ApproximateGPyTorchModel, FantasizeMixin):
         dual ELBO at its exact sites α_n = (y_n − μ₀(x_n))/σ², β_n = 1/σ². Total over the data, summed
         over outputs. Without the hyperparameters' log prior.
         """
-        if not isinstance(self.likelihood, GaussianLikelihood):
-            raise TypeError(f"collapsed_elbo needs a GaussianLikelihood, got {type(self.likelihood).__name__}.")
+        self._require_gaussian("collapsed_elbo")
         X, Y = self.train_X_model, self.model.train_targets
         X_in = X.unsqueeze(-3) if self._num_latents > 1 else X
         kernel = self.model.covar_module
@@ -409,6 +408,10 @@ class SVGP(ApproximateGPyTorchModel, FantasizeMixin):
         )
         return value.sum(-1) if self._num_latents > 1 else value
 
+    def _require_gaussian(self, what: str) -> None:
+        if not isinstance(self.likelihood, GaussianLikelihood):
+            raise TypeError(f"{what} needs a GaussianLikelihood, got {type(self.likelihood).__name__}.")
+
     def set_optimal_q(self) -> None:
         """Set q(u) to its optimum on all data for the current θ and Z (Gaussian likelihood, closed form).
 
@@ -416,8 +419,7 @@ class SVGP(ApproximateGPyTorchModel, FantasizeMixin):
         """
         from gpvi.fit import svgp_natural_gradient_step
 
-        if not isinstance(self.likelihood, GaussianLikelihood):
-            raise TypeError(f"set_optimal_q needs a GaussianLikelihood, got {type(self.likelihood).__name__}.")
+        self._require_gaussian("set_optimal_q")
         svgp_natural_gradient_step(self, self.train_X_model, self.model.train_targets, step=1.0)
 
     def elbo(self, X: Tensor | None = None, Y: Tensor | None = None, **options: Any):
