@@ -71,6 +71,25 @@ def log_det_from_chol(L: Tensor) -> Tensor:
     return 2.0 * L.diagonal(dim1=-2, dim2=-1).log().sum(-1)
 
 
+class _Gram(torch.autograd.Function):
+    """A Aᵀ with the backward (G + Gᵀ) A: one product, where autograd of ``A @ A.mT`` takes two."""
+
+    @staticmethod
+    def forward(ctx, A: Tensor) -> Tensor:
+        ctx.save_for_backward(A)
+        return A @ A.mT
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (A,) = ctx.saved_tensors
+        return (grad + grad.mT) @ A
+
+
+def gram(A: Tensor) -> Tensor:
+    """A Aᵀ for `A` (*b, M, N) -> (*b, M, M), differentiable (twice as cheap backwards as ``A @ A.mT``)."""
+    return _Gram.apply(A)
+
+
 def batched_outer_sum(A: Tensor, w: Tensor) -> Tensor:
     """Σ_n w_n a_n a_nᵀ = A diag(w) Aᵀ for `A` (*b, M, N), `w` (*b, N) -> (*b, M, M)."""
     return (A * w.unsqueeze(-2)) @ A.mT
@@ -83,6 +102,7 @@ __all__ = [
     "cholesky",
     "default_jitter",
     "eye_like",
+    "gram",
     "log_det_from_chol",
     "tri_inverse",
     "tri_solve",

@@ -8,6 +8,7 @@ from gpytorch.means import Mean
 from torch import Tensor
 
 from gpvi._validation import check_tensor
+from gpvi.core.kernels import cross_covariance
 from gpvi.features.base import InducingFeatures
 
 
@@ -45,7 +46,7 @@ class InducingPoints(InducingFeatures):
         return kernel(self.Z).to_dense()
 
     def Kuf(self, kernel: Kernel, X: Tensor) -> Tensor:
-        return kernel(self.Z, X).to_dense()
+        return cross_covariance(kernel, self.Z, X)
 
     def prior_mean(self, mean_module: Mean) -> Tensor:
         return mean_module(self.Z)
