@@ -14,8 +14,10 @@ one (M×M)(M×N) product for the variances and two for their gradients (O(N M²)
 L⁻ᵀ(S − I)L⁻¹ once per step (in float64) replaces gpytorch's triangular solve against Kuf (and
 its backward, another solve and an outer product) by a single matrix product.
 
-Prediction returns a lazy covariance Kff + Kfuᵀ W Kuf (as gpytorch's own strategy does), so
-`.variance` at many test points costs O(N M²) and never forms the N×N matrix.
+Prediction returns a lazy covariance Kff + Aᵀ(S − I)A with A = L⁻¹Kuf, so `.variance` at many
+test points costs O(N M²) and never forms the N×N matrix. It does not use the grouped W there:
+‖W‖ grows like 1/λ_min(Kuu), and its round-off made the predictive variance rough at the 1e-7
+(relative) level, enough for L-BFGS-B line searches on acquisition functions to end ABNORMAL.
 
 Caching: in eval mode the M×M terms (L, W, L⁻ᵀm) are cached, keyed on the storage and
 version counter of every parameter and buffer of the model, so any change (an optimiser step,
@@ -48,6 +50,7 @@ class WhitenedTerms(NamedTuple):
     chol_Kuu: Tensor  # L            (*b, M, M)
     middle: Tensor  # W = L⁻ᵀ(S − I)L⁻¹  (*b, M, M)
     mean_weights: Tensor  # L⁻ᵀ m    (*b, M)
+    shift: Tensor  # S − I          (*b, M, M)
 
 
 class FixedGaussian(_VariationalDistribution):
@@ -219,7 +222,7 @@ class WhitenedSVGPStrategy(_VariationalStrategy):
         mean_weights = tri_solve(L.mT, mean.unsqueeze(-1), upper=True).squeeze(-1)
         if not self.training:  # the marginals see only W's symmetric part; covariances need symmetry
             middle = 0.5 * (middle + middle.mT)
-        return WhitenedTerms(L, middle, mean_weights)
+        return WhitenedTerms(L, middle, mean_weights, inner)
 
     def _chol_Kuu(self) -> Tensor:
         memo = self.__dict__.get("_memo")
@@ -249,7 +252,7 @@ class WhitenedSVGPStrategy(_VariationalStrategy):
         """q(f(x)) = ∫ p(f(x) | u) q(u) du, or the prior p(f(x)) when ``prior=True``.
 
         In train mode with ``diag=True`` the covariance is diagonal (the ELBO needs only marginals);
-        otherwise it is the lazy sum Kff + Kfuᵀ (W Kuf) + jitter·I.
+        otherwise it is the lazy sum Kff + Aᵀ(S − I)A + jitter·I with A = L⁻¹Kuf (see `_predictive_update`).
         """
         if prior:
             return self.model.forward(x)
@@ -261,10 +264,21 @@ class WhitenedSVGPStrategy(_VariationalStrategy):
         kernel = self.model.covar_module
         Kuf = self.features.Kuf(kernel, x)  # (*b, M, N)
         mean = self.model.mean_module(x) + (terms.mean_weights.unsqueeze(-2) @ Kuf).squeeze(-2)
-        WKuf = terms.middle @ Kuf
         jitter = DiagLinearOperator(torch.full_like(mean, self.jitter_val))
-        covar = SumLinearOperator(kernel(x), MatmulLinearOperator(Kuf.mT, WKuf), jitter)
+        covar = SumLinearOperator(kernel(x), self._predictive_update(terms, Kuf), jitter)
         return MultivariateNormal(mean, covar)
+
+    @staticmethod
+    def _predictive_update(terms: WhitenedTerms, Kuf: Tensor) -> MatmulLinearOperator:
+        """Kfu W Kuf as Aᵀ(S − I)A with A = L⁻¹Kuf, lazily (*b, N, N).
+
+        The same matrix as with the grouped W = L⁻ᵀ(S − I)L⁻¹ at the same cost (one M²N solve instead
+        of one M²N product), but with round-off of order eps·k(x, x): ‖S − I‖ ≤ 1 and AᵀA ≤ Kff,
+        whereas ‖W‖ grows like 1/λ_min(Kuu) (up to 1/jitter), and its round-off, not smooth in x,
+        made L-BFGS-B line searches on acquisition functions end ABNORMAL.
+        """
+        A = tri_solve(terms.chol_Kuu, Kuf)
+        return MatmulLinearOperator(A.mT, terms.shift @ A)
 
     def marginals(self, x: Tensor) -> Marginals:
         """The marginals of q(f(x)) and the pieces site updates reuse (see `Marginals`)."""
