@@ -85,6 +85,7 @@ def collapsed_elbo(chol_Kuu: Tensor, Kuf: Tensor, k_diag: Tensor, y_centred: Ten
 
     Forming Φ first costs one N×M×M product forwards and one backwards, against a triangular
     solve against Kuf, the product AAᵀ and both their backwards (about 2.5x the work) for A.
+    Below float64 A itself is formed (Φ's round-off grows with Kuu's condition number).
 
     It equals the ELBO at the dual fixed point (one full-data E-step with ρ = 1), and the exact log
     marginal likelihood when Z = X (up to jitter). Cost O(N M²).
@@ -99,13 +100,10 @@ def collapsed_elbo(chol_Kuu: Tensor, Kuf: Tensor, k_diag: Tensor, y_centred: Ten
     N = Kuf.shape[-1]
     noise = noise.reshape(1) if noise.dim() == 0 else noise
     noise = noise.expand(*y_centred.shape[:-1], 1)  # (*b, 1)
-    Phi = gram(Kuf)  # (*b, M, M)
-    b = Kuf @ y_centred.unsqueeze(-1)  # (*b, M, 1)
-    half = tri_solve(chol_Kuu, Phi)  # L⁻¹ Φ
-    inner = tri_solve(chol_Kuu, half.mT) / noise.unsqueeze(-1)  # L⁻¹ Φ L⁻ᵀ / σ² (Φ symmetric)
-    inner = 0.5 * (inner + inner.mT)
+    gram_white, proj = _whitened_gram(chol_Kuu, Kuf, y_centred.unsqueeze(-1))
+    inner = gram_white / noise.unsqueeze(-1)  # AAᵀ
     chol_B = torch.linalg.cholesky(inner + torch.eye(inner.shape[-1], dtype=Kuf.dtype, device=Kuf.device))
-    c = tri_solve(chol_B, tri_solve(chol_Kuu, b)).squeeze(-1) / noise
+    c = tri_solve(chol_B, proj).squeeze(-1) / noise
     noise = noise.squeeze(-1)
     return (
         -0.5 * N * torch.log(2 * math.pi * noise)
@@ -115,6 +113,20 @@ def collapsed_elbo(chol_Kuu: Tensor, Kuf: Tensor, k_diag: Tensor, y_centred: Ten
         - 0.5 * k_diag.sum(-1) / noise
         + 0.5 * inner.diagonal(dim1=-2, dim2=-1).sum(-1)
     )
+
+
+def _whitened_gram(chol_Kuu: Tensor, Kuf: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """(L⁻¹ Kuf Kfu L⁻ᵀ (*b, M, M), L⁻¹ Kuf y (*b, M, 1)) for y (*b, N, 1).
+
+    In float64 from Φ = Kuf Kfu (whitened in M×M; see `collapsed_elbo`); in lower precision from
+    A = L⁻¹Kuf, whose round-off is not amplified by Kuu's condition number.
+    """
+    if Kuf.dtype != torch.float64:
+        A = tri_solve(chol_Kuu, Kuf)
+        return A @ A.mT, A @ y
+    half = tri_solve(chol_Kuu, gram(Kuf))  # L⁻¹ Φ
+    white = tri_solve(chol_Kuu, half.mT)  # L⁻¹ Φ L⁻ᵀ (Φ symmetric)
+    return 0.5 * (white + white.mT), tri_solve(chol_Kuu, Kuf @ y)
 
 
 def _log_tilted(likelihood: Likelihood, y: Tensor, mean: Tensor, var: Tensor, power: float, num: int) -> Tensor:
