@@ -221,7 +221,7 @@ class WhitenedSVGPStrategy(_VariationalStrategy):
         middle = tri_solve(L.mT, tri_solve(L, inner, left=False), upper=True)
         mean_weights = tri_solve(L.mT, mean.unsqueeze(-1), upper=True).squeeze(-1)
         if not self.training:  # the marginals see only W's symmetric part; covariances need symmetry
-            middle = 0.5 * (middle + middle.mT)
+            middle, inner = 0.5 * (middle + middle.mT), 0.5 * (inner + inner.mT)
         return WhitenedTerms(L, middle, mean_weights, inner)
 
     def _chol_Kuu(self) -> Tensor:
@@ -273,7 +273,7 @@ class WhitenedSVGPStrategy(_VariationalStrategy):
         """Kfu W Kuf as Aᵀ(S − I)A with A = L⁻¹Kuf, lazily (*b, N, N).
 
         The same matrix as with the grouped W = L⁻ᵀ(S − I)L⁻¹ at the same cost (one M²N solve instead
-        of one M²N product), but with round-off of order eps·k(x, x): ‖S − I‖ ≤ 1 and AᵀA ≤ Kff,
+        of one M²N product), but with round-off of order eps·k(x, x): S − I is O(1) and AᵀA ≤ Kff,
         whereas ‖W‖ grows like 1/λ_min(Kuu) (up to 1/jitter), and its round-off, not smooth in x,
         made L-BFGS-B line searches on acquisition functions end ABNORMAL.
         """
