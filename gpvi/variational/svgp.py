@@ -19,7 +19,7 @@ test points costs O(N M²) and never forms the N×N matrix. It does not use the 
 ‖W‖ grows like 1/λ_min(Kuu), and its round-off made the predictive variance rough at the 1e-7
 (relative) level, enough for L-BFGS-B line searches on acquisition functions to end ABNORMAL.
 
-Caching: in eval mode the M×M terms (L, W, L⁻ᵀm) are cached, keyed on the storage and
+Caching: in eval mode the M×M terms (L, W, L⁻ᵀm, S − I) are cached, keyed on the storage and
 version counter of every parameter and buffer of the model, so any change (an optimiser step,
 `load_state_dict`, `.to()`) invalidates them; as in gpytorch (`detach_test_caches`) the cached
 terms are detached from the hyperparameters. Nothing is cached in train mode.
