@@ -1,6 +1,9 @@
 """How sure is a "median final regret within 1.2x of SingleTaskGP's" verdict? Bootstrap it.
 
     .venv/bin/python studies/bo/regret_ratio.py studies/bo/synthetic.sqlite [--method svgp-qlogei]
+    .venv/bin/python studies/bo/regret_ratio.py studies/bo/synthetic.sqlite studies/bo/noisy_more_seeds.sqlite
+
+Several stores pool their seeds per (problem, method) (a seed run in two stores counts once: the last).
 
 Per problem: the method's and the baseline's median final regret over their finished seeds, the
 ratio of the medians, a 90% bootstrap interval of that ratio (seeds resampled with replacement,
@@ -45,13 +48,16 @@ def bootstrap_ratio(a: np.ndarray, b: np.ndarray, draws: int = 2000, seed: int =
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("db")
+    parser.add_argument("db", nargs="+")
     parser.add_argument("--method", default="svgp-qlogei")
     parser.add_argument("--baseline", default=None, help="default: the study's SingleTaskGP method")
     args = parser.parse_args()
-    store = Store(args.db)
-    baseline = args.baseline or default_baseline(store)
-    finals = final_regrets(store)
+    stores = [Store(db) for db in args.db]
+    baseline = args.baseline or default_baseline(stores[0])
+    finals: dict[tuple[str, str], dict[int, float]] = {}
+    for store in stores:
+        for key, per_seed in final_regrets(store).items():
+            finals.setdefault(key, {}).update(per_seed)
     print(f"| problem | seeds | {args.method} median | {baseline} median | ratio | 90% bootstrap | lower in |")
     print("|---|---|---|---|---|---|---|")
     for problem in dict.fromkeys(p for p, _ in finals):
@@ -66,7 +72,8 @@ def main() -> None:
             f"| {problem} | {a.size}/{b.size} | {np.median(a):.3g} | {np.median(b):.3g} | "
             f"{np.median(a) / np.median(b):.2f} | [{lo:.2f}, {hi:.2f}] | {wins}/{len(shared)} |"
         )
-    store.close()
+    for store in stores:
+        store.close()
 
 
 if __name__ == "__main__":

@@ -24,6 +24,9 @@ from gpvi.models import SVGP
 class ScipySVGPFactory(ModelFactory):
     name = "svgp-scipy"
 
+    def __init__(self, jitter=None):
+        self.jitter = jitter  # Kuu's diagonal jitter (None: gpvi's default, 1e-6 in float64)
+
     def fit(self, train_X, train_Y, bounds, warm=None):
         d = train_X.shape[-1]
         model = SVGP(
@@ -33,6 +36,7 @@ class ScipySVGPFactory(ModelFactory):
             kernel=get_covar_module_with_dim_scaled_prior(d),
             num_inducing=train_X.shape[-2],
             learn_inducing=False,
+            jitter=self.jitter,
             input_transform=Normalize(d, bounds=bounds),
             outcome_transform=Standardize(1),
         )
