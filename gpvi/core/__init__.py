@@ -1,5 +1,6 @@
-"""The shared core: likelihood expectations, Gaussian sites, objectives and dense linear algebra."""
+"""The shared core: likelihood expectations, Gaussian sites, objectives, kernels and dense linear algebra."""
 
+from gpvi.core.kernels import cross_covariance
 from gpvi.core.likelihoods import (
     ExpectationGrads,
     ExpPoissonLikelihood,
@@ -7,7 +8,7 @@ from gpvi.core.likelihoods import (
     expected_log_prob,
     expected_log_prob_and_grads,
 )
-from gpvi.core.linalg import NotPSDError, cholesky
+from gpvi.core.linalg import NotPSDError, cholesky, gram
 from gpvi.core.objectives import ElboParts, collapsed_elbo, elbo, ep_log_marginal, kl_whitened
 from gpvi.core.sites import GaussianSites, sites_from_grads
 
@@ -20,10 +21,12 @@ __all__ = [
     "NotPSDError",
     "cholesky",
     "collapsed_elbo",
+    "cross_covariance",
     "elbo",
     "ep_log_marginal",
     "expected_log_prob",
     "expected_log_prob_and_grads",
+    "gram",
     "kl_whitened",
     "sites_from_grads",
 ]

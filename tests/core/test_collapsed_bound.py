@@ -42,5 +42,5 @@ def test_collapsed_bound_matches_the_dense_formula(dtype):
     ref = _dense_bound(X.double(), Z.double(), y.double(), ls.double(), noise.double())
     tol = 1e-10 if dtype == torch.float64 else 1e-4
     assert_close(ours.double(), ref, rtol=tol, atol=0)
-    for a, b in zip(torch.autograd.grad(ours, [ls, noise]), torch.autograd.grad(ref, [ls, noise])):
+    for a, b in zip(torch.autograd.grad(ours, [ls, noise]), torch.autograd.grad(ref, [ls, noise]), strict=True):
         assert_close(a.double(), b.double(), rtol=tol * 10, atol=0)

@@ -9,9 +9,12 @@ from gpvi.core.kernels import cross_covariance
 from gpvi.core.linalg import gram
 
 
-def _kernel(kind: str, scaled: bool, batch=torch.Size([]), D: int = 3):
-    base = RBFKernel(ard_num_dims=D, batch_shape=batch) if kind == "rbf" else MaternKernel(
-        nu=float(kind), ard_num_dims=D, batch_shape=batch
+def _kernel(kind: str, scaled: bool, batch: tuple = (), D: int = 3):
+    batch = torch.Size(batch)
+    base = (
+        RBFKernel(ard_num_dims=D, batch_shape=batch)
+        if kind == "rbf"
+        else MaternKernel(nu=float(kind), ard_num_dims=D, batch_shape=batch)
     )
     kernel = ScaleKernel(base, batch_shape=batch) if scaled else base
     kernel = kernel.double()
@@ -47,7 +50,7 @@ def test_cross_covariance_matches_gpytorch_values_and_gradients(kind, scaled):
     ours, our_grads = _value_and_grads(cross_covariance, kernel, X1, X2)
     ref, ref_grads = _value_and_grads(_gpytorch, kernel, X1, X2)
     assert_close(ours, ref, rtol=1e-12, atol=1e-13)
-    for a, b in zip(our_grads, ref_grads):
+    for a, b in zip(our_grads, ref_grads, strict=True):
         assert_close(a, b, rtol=1e-9, atol=1e-10)
 
 
