@@ -123,7 +123,7 @@ def _whitened_gram(chol_Kuu: Tensor, Kuf: Tensor, y: Tensor) -> tuple[Tensor, Te
     """
     if Kuf.dtype != torch.float64:
         A = tri_solve(chol_Kuu, Kuf)
-        return A @ A.mT, A @ y
+        return gram(A), A @ y
     half = tri_solve(chol_Kuu, gram(Kuf))  # L⁻¹ Φ
     white = tri_solve(chol_Kuu, half.mT)  # L⁻¹ Φ L⁻ᵀ (Φ symmetric)
     return 0.5 * (white + white.mT), tri_solve(chol_Kuu, Kuf @ y)

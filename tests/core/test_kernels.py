@@ -5,7 +5,7 @@ import torch
 from gpytorch.kernels import MaternKernel, PeriodicKernel, RBFKernel, ScaleKernel
 from torch.testing import assert_close
 
-from gpvi.core.kernels import cross_covariance
+from gpvi.core.kernels import _StationaryProfile, cross_covariance
 from gpvi.core.linalg import gram
 
 
@@ -69,8 +69,6 @@ def test_matern_gradient_at_coincident_points_is_the_continuous_limit(kind):
     kernel = _kernel(kind, False, D=1)
     x = torch.zeros(1, 1, dtype=torch.float64)
     sq = torch.zeros(1, 1, dtype=torch.float64, requires_grad=True)
-    from gpvi.core.kernels import _StationaryProfile
-
     (slope,) = torch.autograd.grad(_StationaryProfile.apply(sq, float(kind)).sum(), [sq])
     assert_close(slope, torch.full_like(slope, -1.5 if kind == "1.5" else -5.0 / 6.0))
     assert_close(cross_covariance(kernel, x, x), torch.ones(1, 1, dtype=torch.float64))
