@@ -66,6 +66,11 @@ def add_jitter(A: Tensor, jitter: float) -> Tensor:
     return A + jitter * eye_like(A)
 
 
+def symmetrize(A: Tensor) -> Tensor:
+    """(A + Aᵀ) / 2 over the trailing two dimensions: removes the round-off asymmetry of products."""
+    return 0.5 * (A + A.mT)
+
+
 def log_det_from_chol(L: Tensor) -> Tensor:
     """log |L Lᵀ| from the Cholesky factor `L` (*b, n, n) -> (*b,)."""
     return 2.0 * L.diagonal(dim1=-2, dim2=-1).log().sum(-1)
@@ -104,6 +109,7 @@ __all__ = [
     "eye_like",
     "gram",
     "log_det_from_chol",
+    "symmetrize",
     "tri_inverse",
     "tri_solve",
 ]

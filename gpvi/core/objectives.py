@@ -29,7 +29,7 @@ from gpytorch.likelihoods import Likelihood
 from torch import Tensor
 
 from gpvi.core.likelihoods import DEFAULT_QUADRATURE, _hermgauss, _OneDimensionalLikelihood, expected_log_prob
-from gpvi.core.linalg import gram, tri_solve
+from gpvi.core.linalg import gram, symmetrize, tri_solve
 
 
 class ElboParts(NamedTuple):
@@ -126,7 +126,7 @@ def _whitened_gram(chol_Kuu: Tensor, Kuf: Tensor, y: Tensor) -> tuple[Tensor, Te
         return gram(A), A @ y
     half = tri_solve(chol_Kuu, gram(Kuf))  # L⁻¹ Φ
     white = tri_solve(chol_Kuu, half.mT)  # L⁻¹ Φ L⁻ᵀ (Φ symmetric)
-    return 0.5 * (white + white.mT), tri_solve(chol_Kuu, Kuf @ y)
+    return symmetrize(white), tri_solve(chol_Kuu, Kuf @ y)
 
 
 def _log_tilted(likelihood: Likelihood, y: Tensor, mean: Tensor, var: Tensor, power: float, num: int) -> Tensor:

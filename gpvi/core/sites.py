@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gpvi.core.linalg import batched_outer_sum, cholesky, eye_like, tri_solve
+from gpvi.core.linalg import batched_outer_sum, cholesky, eye_like, symmetrize, tri_solve
 
 
 def sites_from_grads(mean: Tensor, d_mean: Tensor, d_var: Tensor, *, min_precision: float = 1e-8):
@@ -87,7 +87,7 @@ class GaussianSites:
         eye = eye_like(scale_tril)
         inv_tril = tri_solve(scale_tril, eye.expand_as(scale_tril))  # L_S⁻¹
         prec_q = inv_tril.mT @ inv_tril
-        return cls((prec_q @ mean.unsqueeze(-1)).squeeze(-1), _sym(prec_q - eye))
+        return cls((prec_q @ mean.unsqueeze(-1)).squeeze(-1), symmetrize(prec_q - eye))
 
     def __add__(self, other: GaussianSites) -> GaussianSites:
         return GaussianSites(self.eta + other.eta, self.prec + other.prec)
@@ -115,18 +115,20 @@ class GaussianSites:
         old features; rows of features kept from the old set are exact. With Z' = [Z; Z_new] it is
         exact (P = [I; 0]): the same posterior process on an enlarged inducing set.
         """
-        return GaussianSites((P @ self.eta.unsqueeze(-1)).squeeze(-1), _sym(P @ self.prec @ P.mT))
+        return GaussianSites((P @ self.eta.unsqueeze(-1)).squeeze(-1), symmetrize(P @ self.prec @ P.mT))
 
     def whiten(self, chol_K: Tensor) -> GaussianSites:
         """Sites on u = L v expressed on v: η_v = Lᵀη, H_v = LᵀHL."""
-        return GaussianSites((chol_K.mT @ self.eta.unsqueeze(-1)).squeeze(-1), _sym(chol_K.mT @ self.prec @ chol_K))
+        return GaussianSites(
+            (chol_K.mT @ self.eta.unsqueeze(-1)).squeeze(-1), symmetrize(chol_K.mT @ self.prec @ chol_K)
+        )
 
     def unwhiten(self, chol_K: Tensor) -> GaussianSites:
         """Inverse of `whiten`: η = L⁻ᵀη_v, H = L⁻ᵀ H_v L⁻¹."""
         eta = tri_solve(chol_K.mT, self.eta.unsqueeze(-1), upper=True).squeeze(-1)
         half = tri_solve(chol_K.mT, self.prec, upper=True)
         prec = tri_solve(chol_K.mT, half.mT, upper=True)
-        return GaussianSites(eta, _sym(prec))
+        return GaussianSites(eta, symmetrize(prec))
 
     def whitened_posterior(self, *, jitter: float = 0.0) -> tuple[Tensor, Tensor]:
         """q(v) ∝ N(v; 0, I) t(v) for whitened sites: mean (I + H)⁻¹η and a lower factor of (I + H)⁻¹.
@@ -158,10 +160,6 @@ class GaussianSites:
 
     def to(self, *args, **kwargs) -> GaussianSites:
         return GaussianSites(self.eta.to(*args, **kwargs), self.prec.to(*args, **kwargs))
-
-
-def _sym(A: Tensor) -> Tensor:
-    return 0.5 * (A + A.mT)
 
 
 __all__ = ["GaussianSites", "sites_from_grads"]

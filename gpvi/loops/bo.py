@@ -28,6 +28,7 @@ from botorch.optim import optimize_acqf
 from torch import Tensor
 from torch.quasirandom import SobolEngine
 
+from gpvi._defaults import default_dtype
 from gpvi._validation import check_tensor
 from gpvi.loops.factories import ModelFactory, WarmState, make_factory
 
@@ -245,13 +246,9 @@ class BayesOpt:
     def _initial_design(self) -> Tensor:
         # torch's scrambled Sobol points carry the precision of the *default* dtype whatever
         # `draw(dtype=...)` says; fix it to float64 so the design never depends on global state.
-        previous = torch.get_default_dtype()
-        torch.set_default_dtype(torch.float64)
-        try:
+        with default_dtype(torch.float64):
             sobol = SobolEngine(self.dim, scramble=True, seed=self._iteration_seed(0))
             unit = sobol.draw(self.num_initial, dtype=torch.float64)
-        finally:
-            torch.set_default_dtype(previous)
         unit = unit.to(self.bounds)
         return self.bounds[0] + unit * (self.bounds[1] - self.bounds[0])
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from botorch.acquisition.objective import ScalarizedPosteriorTransform
 from botorch.models.model import Model
 from botorch.posteriors import Posterior
 from botorch.sampling.get_sampler import GetSampler
@@ -51,6 +52,11 @@ class MixturePosterior(Posterior):
         var = self.covs.diagonal(dim1=-2, dim2=-1)
         spread = (self.means - self.mean.squeeze(-1).unsqueeze(-2)).pow(2)
         return (self.weights.unsqueeze(-1) * (var + spread)).sum(-2).unsqueeze(-1)
+
+    def affine(self, offset: float | Tensor, weight: Tensor) -> MixturePosterior:
+        """The law of offset + weight · f: Σ_k w_k N(offset + weight μ_k, weight² Σ_k) (weight: (1,) or scalar)."""
+        weight = torch.as_tensor(weight, dtype=self.dtype, device=self.device).reshape(())
+        return MixturePosterior(self.weights, offset + weight * self.means, weight.square() * self.covs)
 
     @property
     def base_sample_shape(self) -> torch.Size:
@@ -146,6 +152,10 @@ class MagmaClustTaskModel(Model):
             noise = self.task.noise if self.task is not None else self.prior._task_hyper_for_new()[1].detach()
             covs = covs + noise * torch.eye(covs.shape[-1], dtype=covs.dtype, device=covs.device)
         posterior = MixturePosterior(self.weights, means, covs)
+        if isinstance(posterior_transform, ScalarizedPosteriorTransform):  # e.g. a minimisation's -f
+            if posterior_transform.weights.numel() != 1:
+                raise ValueError("`posterior_transform` must have one weight: MagmaClustTaskModel has one output.")
+            return posterior.affine(posterior_transform.offset, posterior_transform.weights)
         return posterior_transform(posterior) if posterior_transform is not None else posterior
 
 

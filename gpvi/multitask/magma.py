@@ -40,7 +40,7 @@ from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import Kernel, RBFKernel, ScaleKernel
 from torch import Tensor
 
-from gpvi.core.linalg import NotPSDError, cholesky, tri_solve
+from gpvi.core.linalg import NotPSDError, cholesky, symmetrize, tri_solve
 
 HYPOTHESES = ("Hoo", "Hko", "Hoi", "Hki")
 ROUND_DIGITS = 6
@@ -534,7 +534,7 @@ class MagmaClust(torch.nn.Module):
         AR = A_T.mT @ post.root
         cov = C_nn - V.mT @ V + AR @ AR.mT
         shape = (*batch, K, points.shape[-2])
-        return mean.expand(shape), (0.5 * (cov + cov.mT)).expand(*shape, points.shape[-2])
+        return mean.expand(shape), symmetrize(cov).expand(*shape, points.shape[-2])
 
     @torch.no_grad()
     def extend(self, points: Tensor) -> tuple[Tensor, Tensor]:
@@ -597,7 +597,7 @@ class MagmaClust(torch.nn.Module):
         resid = (task.y - mean_all[..., :n]).unsqueeze(-1)
         mean = mean_all[..., n:] + (solve.mT @ resid).squeeze(-1)
         cov = gamma[..., n:, n:] - g_po @ solve
-        return mean, 0.5 * (cov + cov.mT)
+        return mean, symmetrize(cov)
 
     def predict(
         self,

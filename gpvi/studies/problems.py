@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from gpvi._defaults import default_dtype
 from gpvi.studies.spec import ProblemSpec
 
 
@@ -64,7 +65,8 @@ def _build_test_function(name: str, dim: int | None):
     if dim is not None and not takes_dim:
         raise ValueError(f"{name} has a fixed dimension; remove `dim`")
     try:
-        return cls(dim=dim, dtype=torch.float64) if (takes_dim and dim is not None) else cls(dtype=torch.float64)
+        with default_dtype(torch.float64):  # the constants are built at the default dtype, then cast
+            return cls(dim=dim, dtype=torch.float64) if (takes_dim and dim is not None) else cls(dtype=torch.float64)
     except Exception as err:  # the constructor's own message (e.g. Hartmann's allowed dims)
         raise ValueError(f"{name}(dim={dim}) cannot be built: {err}") from None
 

@@ -9,17 +9,19 @@ checkpoint (`BayesOpt.restore`), and, since every random draw of iteration t is 
 
 Executors:
 - "local": `workers` processes (spawned, one torch thread each unless ``threads`` says otherwise);
-  with one worker the runs execute in the driver process.
+  with one worker the runs execute in the driver process. A worker killed by the OS (out of
+  memory, a crash) is replaced: its run is retried once, then stored as failed; the others go on.
 - "dask": runs are submitted to a Dask distributed cluster (``scheduler`` address, or a
   `LocalCluster` of ``workers`` processes); messages come back through a `distributed.Queue`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing as mp
+import multiprocessing.connection as mp_connection
 import os
-import queue as queue_module
 import sys
 import time
 import traceback
@@ -102,7 +104,15 @@ def run_study(
                 driver.started(task["run_id"])
                 execute_run(task, driver.handle)
         else:
-            _run_local_pool(driver, tasks, workers)
+            by_id = {r.run_id: r for r in runs}
+
+            def refresh(run_id: int) -> dict:  # a task that resumes from what the store holds now
+                r = by_id[run_id]
+                return _task(
+                    spec, r, problems[r.problem], methods[r.method], store, threads, workers, info.get(r.problem)
+                )
+
+            _run_local_pool(driver, tasks, workers, refresh)
         driver.close()
         return StudyOutcome(Path(db), driver.done, driver.failed, skipped)
 
@@ -158,6 +168,9 @@ class _Driver:
             self.failed += 1
             last_line = error.strip().splitlines()[-1] if error.strip() else "unknown error"
             self._write(f"FAILED {label}: {last_line} (traceback stored; `gpvi study report` lists it)")
+
+    def log_line(self, line: str) -> None:
+        self._write(line)
 
     def _write(self, line: str) -> None:
         if self.bar is not None:
@@ -304,34 +317,114 @@ def _batches(rows: list[dict], like: torch.Tensor) -> list[tuple[torch.Tensor, t
 
 
 # -- local process pool -----------------------------------------------------------------------
-_WORKER_QUEUE: Any = None
+def _local_worker(inbox: Any, outbox: Any) -> None:
+    """A worker process: run the tasks the driver sends until it sends None."""
+    while (task := inbox.recv()) is not None:
+        outbox.send(("start", task["run_id"]))
+        execute_run(task, outbox.send)
 
 
-def _init_local_worker(q: Any) -> None:
-    global _WORKER_QUEUE
-    _WORKER_QUEUE = q
+@dataclass
+class _Worker:
+    process: Any
+    inbox: Any  # the driver sends tasks here
+    outbox: Any  # and receives the worker's messages here
+    run_id: int | None = None  # the run it is executing
 
 
-def _local_entry(task: dict) -> None:
-    _WORKER_QUEUE.put(("start", task["run_id"]))
-    execute_run(task, _WORKER_QUEUE.put)
+def _run_local_pool(driver: _Driver, tasks: list[dict], workers: int, refresh: Callable[[int], dict]) -> None:
+    """Run the tasks on `workers` spawned processes, each with its own pipes, surviving killed workers.
 
-
-def _run_local_pool(driver: _Driver, tasks: list[dict], workers: int) -> None:
+    The driver waits on every worker's pipe and process sentinel at once. A worker that dies (the
+    OOM killer, SIGKILL, a segfault) is noticed by its sentinel and knows its run: that run gets one
+    more try, resuming from its committed evaluations (`refresh`), and is stored as failed if its
+    worker dies again; the dead worker is replaced and the other runs go on undisturbed.
+    """
     ctx = mp.get_context("spawn")
-    messages = ctx.Queue()
-    with ctx.Pool(min(workers, len(tasks)), initializer=_init_local_worker, initargs=(messages,)) as pool:
-        results = [pool.apply_async(_local_entry, (task,)) for task in tasks]
-        while driver.remaining:
+    queue = list(tasks)
+    deaths: dict[int, int] = {}
+    pool: list[_Worker] = []
+
+    def spawn() -> _Worker:
+        task_read, task_write = ctx.Pipe(duplex=False)
+        msg_read, msg_write = ctx.Pipe(duplex=False)
+        process = ctx.Process(target=_local_worker, args=(task_read, msg_write), daemon=True)
+        process.start()
+        task_read.close()  # the worker's ends: `outbox` reads EOF once the worker is gone
+        msg_write.close()
+        return _Worker(process, task_write, msg_read)
+
+    def feed(worker: _Worker) -> None:
+        while queue and queue[0]["run_id"] not in driver.remaining:
+            queue.pop(0)
+        if queue:
             try:
-                driver.handle(messages.get(timeout=0.5))
-            except queue_module.Empty:
-                for task, result in zip(tasks, results, strict=True):
-                    if result.ready() and not result.successful() and task["run_id"] in driver.remaining:
-                        try:
-                            result.get()
-                        except Exception:
-                            driver.handle(("end", task["run_id"], traceback.format_exc()))
+                worker.inbox.send(queue[0])
+            except OSError:  # the worker is gone (its sentinel says so next); the task waits in line
+                return
+            worker.run_id = queue.pop(0)["run_id"]
+
+    def receive(worker: _Worker) -> bool:
+        """Handle one message; False at EOF (the worker is gone)."""
+        try:
+            message = worker.outbox.recv()
+        except (EOFError, OSError):
+            return False
+        driver.handle(message)
+        if message[0] == "end" and message[1] == worker.run_id:
+            worker.run_id = None
+            feed(worker)
+        return True
+
+    try:
+        for _ in range(min(workers, len(tasks))):
+            pool.append(spawn())
+            feed(pool[-1])
+        while driver.remaining:
+            if not pool:  # cannot happen: every remaining run is in line or on a worker
+                raise RuntimeError(f"no worker left for {len(driver.remaining)} unfinished runs")
+            ready = set(mp_connection.wait([w.outbox for w in pool] + [w.process.sentinel for w in pool]))
+            for worker in list(pool):
+                alive = receive(worker) if worker.outbox in ready else True
+                if not alive or worker.process.sentinel in ready:  # it died (workers only exit when told)
+                    while alive and worker.outbox.poll():  # what it sent before it died
+                        alive = receive(worker)
+                    worker.process.join(timeout=5)
+                    pool.remove(worker)
+                    _bury(driver, worker, deaths, queue, refresh)
+                    if queue:
+                        pool.append(spawn())
+                        feed(pool[-1])
+    finally:
+        for worker in pool:
+            if worker.process.is_alive():
+                with contextlib.suppress(OSError):
+                    worker.inbox.send(None)
+        for worker in pool:
+            worker.process.join(timeout=5)
+            if worker.process.is_alive():
+                worker.process.terminate()
+
+
+_MAX_DEATHS = 2
+_DIED = (
+    "WorkerDied: the worker process running this run died {} times (exit code {}: killed by the OS or the "
+    "out-of-memory killer, or it crashed); rerun the study to try again from the last committed evaluation."
+)
+
+
+def _bury(driver: _Driver, worker: _Worker, deaths: dict[int, int], queue: list[dict], refresh: Callable) -> None:
+    """A worker died: retry its run once (first in line), or store it as failed."""
+    run_id = worker.run_id
+    if run_id is None or run_id not in driver.remaining:
+        return
+    deaths[run_id] = deaths.get(run_id, 0) + 1
+    code = worker.process.exitcode
+    if deaths[run_id] >= _MAX_DEATHS:
+        driver.handle(("end", run_id, _DIED.format(deaths[run_id], code)))
+    else:
+        driver.log_line(f"the worker running {driver.labels.get(run_id, run_id)} died (exit code {code}); retrying it")
+        queue.insert(0, refresh(run_id))
 
 
 # -- Dask -------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from gpytorch.variational.variational_strategy import ComputePredictiveUpdates
 from linear_operator.operators import DiagLinearOperator, MatmulLinearOperator, SumLinearOperator
 from torch import Tensor
 
-from gpvi.core.linalg import cholesky, default_jitter, eye_like, tri_solve
+from gpvi.core.linalg import cholesky, default_jitter, eye_like, symmetrize, tri_solve
 from gpvi.core.objectives import kl_whitened
 from gpvi.features.base import InducingFeatures
 
@@ -221,7 +221,7 @@ class WhitenedSVGPStrategy(_VariationalStrategy):
         middle = tri_solve(L.mT, tri_solve(L, inner, left=False), upper=True)
         mean_weights = tri_solve(L.mT, mean.unsqueeze(-1), upper=True).squeeze(-1)
         if not self.training:  # the marginals see only W's symmetric part; covariances need symmetry
-            middle, inner = 0.5 * (middle + middle.mT), 0.5 * (inner + inner.mT)
+            middle, inner = symmetrize(middle), symmetrize(inner)
         return WhitenedTerms(L, middle, mean_weights, inner)
 
     def _chol_Kuu(self) -> Tensor:

@@ -115,6 +115,43 @@ def first_time(trace, value: float) -> float:
     return next((t for t, v in trace if v >= value), math.inf)
 
 
+def speedup(records: list[dict], peer: str) -> float:
+    """Time the peer needs to reach its own best ELBO ÷ time dual-collapsed needs to reach it."""
+    dual = next(r for r in records if r["method"] == "dual-collapsed")
+    other = next(r for r in records if r["method"] == peer)
+    best = max(v for _, v in other["trace"])
+    return first_time(other["trace"], best) / first_time(dual["trace"], best)
+
+
+def summary(groups: dict[tuple, list[dict]]) -> list[str]:
+    """One row per (data, M): the speed-ups ÷ Adam / ÷ NGD per split, their minimum, and NLPD wins."""
+    cells: dict[tuple, dict[int, tuple[float, float, bool]]] = {}
+    for (name, split, M), records in groups.items():
+        nlpd = {r["method"]: r["nlpd"] for r in records}
+        wins = nlpd["dual-collapsed"] <= min(nlpd["gpytorch-adam"], nlpd["gpytorch-ngd"])
+        cells.setdefault((name, M), {})[split] = (
+            speedup(records, "gpytorch-adam"),
+            speedup(records, "gpytorch-ngd"),
+            wins,
+        )
+    splits = sorted({split for row in cells.values() for split in row})
+    lines = [
+        "| data | M | "
+        + " | ".join(f"split {s}: ÷ Adam / ÷ NGD" for s in splits)
+        + " | min ÷ Adam | min ÷ NGD | best NLPD |",
+        "|---|---|" + "---|" * (len(splits) + 3),
+    ]
+    for (name, M), row in sorted(cells.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        txt = [f"{row[s][0]:.1f}x / {row[s][1]:.1f}x" if s in row else "–" for s in splits]
+        lines.append(
+            f"| {name} | {M} | "
+            + " | ".join(txt)
+            + f" | {min(v[0] for v in row.values()):.1f}x | {min(v[1] for v in row.values()):.1f}x"
+            + f" | {sum(v[2] for v in row.values())}/{len(row)} |"
+        )
+    return lines
+
+
 def table(records: list[dict], budget: float) -> list[str]:
     """Markdown rows for one (data, split, M) group of records (one per method)."""
     target = max(max(v for _, v in r["trace"]) for r in records)
@@ -150,14 +187,22 @@ def report(path: Path, plot: Path | None, budget: float) -> None:
     print("\n".join(HEADER))
     for group in groups.values():
         print("\n".join(table(group, budget)))
+    print()
+    print("\n".join(summary(groups)))
     if plot is not None:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.6), squeeze=False)
-        for ax, ((name, split, M), group) in zip(axes[0], groups.items(), strict=True):
+        rows = sorted({(name, M) for name, _, M in groups})  # one row per (data, M), one column per split
+        cols = sorted({split for _, split, _ in groups})
+        fig, axes = plt.subplots(len(rows), len(cols), figsize=(4.2 * len(cols), 3.3 * len(rows)), squeeze=False)
+        for ax in axes.flat:
+            ax.set_visible(False)
+        for (name, split, M), group in groups.items():
+            ax = axes[rows.index((name, M))][cols.index(split)]
+            ax.set_visible(True)
             best = max(max(v for _, v in r["trace"]) for r in group)
             for r in group:
                 t, v = zip(*r["trace"], strict=True)
@@ -166,7 +211,7 @@ def report(path: Path, plot: Path | None, budget: float) -> None:
             ax.set_title(f"{name} split {split}, M = {M}")
             ax.set_xlabel("wall time (s)")
             ax.set_ylabel("full-data ELBO / N")
-        axes[0][0].legend(loc="lower right")
+        next(ax for ax in axes.flat if ax.get_visible()).legend(loc="lower right")
         fig.tight_layout()
         fig.savefig(plot, dpi=110)
         print(f"wrote {plot}")

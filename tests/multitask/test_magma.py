@@ -226,6 +226,15 @@ def test_botorch_mixture_posterior_and_a_transfer_bo_loop():
     reference = prior.predict(X[:5], y[:5], Xq[:, 0])
     assert_close(post.mean[:, 0, 0], reference.mean, rtol=1e-7, atol=1e-8)
     assert_close(post.variance[:, 0, 0], reference.variance(observation_noise=False), rtol=1e-6, atol=1e-8)
+    # an affine posterior transform (how BoTorch minimises): offset + w f
+    from botorch.acquisition.objective import ScalarizedPosteriorTransform
+
+    flipped = model.posterior(Xq, posterior_transform=ScalarizedPosteriorTransform(torch.tensor([-2.0], dtype=DT), 1.0))
+    assert isinstance(flipped, MixturePosterior)
+    assert_close(flipped.mean, 1.0 - 2.0 * post.mean, rtol=1e-12, atol=1e-12)
+    assert_close(flipped.variance, 4.0 * post.variance, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="one weight"):
+        model.posterior(Xq, posterior_transform=ScalarizedPosteriorTransform(torch.ones(2, dtype=DT)))
     torch.manual_seed(0)
     draws = post.rsample(torch.Size([4000]))
     assert draws.shape == (4000, 7, 1, 1)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from gpvi.studies import Store, StudyError, parse_spec, run_study
 
@@ -164,6 +165,41 @@ def test_a_failing_model_is_stored_and_the_study_goes_on(tmp_path):
     assert "this model always fails" in report
 
 
+def _dying_study(tmp_path: Path) -> Path:
+    text = TINY.replace(
+        'name = "stgp"\nmodel = "singletaskgp"', 'name = "dies"\nmodel = "tests.studies.bad_model:dying_factory"'
+    )
+    text = text.replace("seeds = 2", "seeds = [5]").replace("budget = 4", "budget = 2")
+    text = text[: text.index('[[methods]]\nname = "svgp-ts"')]
+    (tmp_path / "s.toml").write_text(text)
+    return tmp_path / "s.toml"
+
+
+def test_a_worker_killed_by_the_os_is_stored_and_the_study_goes_on(tmp_path, monkeypatch):
+    monkeypatch.delenv("GPVI_TEST_DIE_ONCE", raising=False)
+    lines: list[str] = []
+    outcome = run_study(_dying_study(tmp_path), workers=2, threads=1, progress=False, log=lines.append)
+    assert (outcome.done, outcome.failed) == (2, 2)
+    assert any("died (exit code -9); retrying it" in line for line in lines)
+    with Store(outcome.db) as store:
+        failed = store.runs(status="failed")
+        assert {r.method for r in failed} == {"dies"}
+        assert all("WorkerDied" in r.error for r in failed)
+        assert all(len(store.evaluations(r.run_id)) == 4 for r in failed)  # the initial design is kept
+
+
+def test_a_run_whose_worker_died_once_resumes_and_equals_the_uninterrupted_run(tmp_path, monkeypatch):
+    study = _dying_study(tmp_path)
+    monkeypatch.setenv("GPVI_TEST_DIE_ONCE", str(tmp_path / "died"))
+    outcome = run_study(study, db=tmp_path / "a.sqlite", workers=2, threads=1, progress=False, log=lambda line: None)
+    assert (tmp_path / "died").exists()
+    assert (outcome.done, outcome.failed) == (4, 0)
+    # with the marker there the factory is a plain SingleTaskGP: the same study, never interrupted
+    again = run_study(study, db=tmp_path / "b.sqlite", workers=1, threads=1, progress=False, log=lambda line: None)
+    assert again.done == 4
+    assert _table(outcome.db) == _table(again.db)
+
+
 @pytest.mark.parametrize(
     ("change", "field", "line"),
     [
@@ -232,3 +268,19 @@ options = { num_inducing = 32, max_steps = 40 }
         metrics = {r.method: store.metrics(r.run_id) for r in store.runs()}
     assert metrics["exact"]["rmse"] < 0.35 and metrics["gpvi-svgp"]["rmse"] < 0.6 and metrics["dual"]["rmse"] < 0.6
     assert all({"rmse", "nlpd", "fit_time", "predict_time", "peak_memory_mb"} <= set(m) for m in metrics.values())
+
+
+def test_problem_values_do_not_depend_on_the_callers_default_dtype():
+    """BoTorch builds Hartmann's constants at the default dtype: a study run from a script (float32
+    default) and one run under pytest or the CLI (float64) must still see the same function."""
+    from gpvi.studies.problems import make_problem
+    from gpvi.studies.spec import ProblemSpec
+
+    spec = ProblemSpec(name="Hartmann", label="Hartmann", dim=6, noise_std=0.1)
+    X = torch.rand(5, 6, dtype=torch.float64)
+    values = {}
+    for dtype in (torch.float32, torch.float64):
+        torch.set_default_dtype(dtype)  # the autouse fixture restores the default
+        values[dtype] = make_problem(spec).evaluate(X, seed=3, iteration=2)
+    for a, b in zip(values[torch.float32], values[torch.float64], strict=True):
+        assert torch.equal(a, b)
