@@ -203,11 +203,12 @@ def report(path: Path, plot: Path | None, budget: float) -> None:
         for (name, split, M), group in groups.items():
             ax = axes[rows.index((name, M))][cols.index(split)]
             ax.set_visible(True)
-            best = max(max(v for _, v in r["trace"]) for r in group)
+            bests = [max(v for _, v in r["trace"]) for r in group]
+            spread = max(bests) - min(bests) + 1e-3  # show every method's best, with room below it
             for r in group:
                 t, v = zip(*r["trace"], strict=True)
                 ax.plot(t, v, label=r["method"])
-            ax.set_ylim(best - 0.15 * abs(best) - 0.05, best + 0.02 * abs(best) + 0.005)
+            ax.set_ylim(min(bests) - 0.75 * spread, max(bests) + 0.1 * spread)
             ax.set_title(f"{name} split {split}, M = {M}")
             ax.set_xlabel("wall time (s)")
             ax.set_ylabel("full-data ELBO / N")
