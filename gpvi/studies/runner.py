@@ -162,17 +162,14 @@ class _Driver:
                 detail = f": regret {last['regret']:.4g} after {last['iteration']} iterations"
             elif last is not None:
                 detail = f": best {last['best']:.4g} after {last['iteration']} iterations"
-            self._write(f"done   {label}{detail}")
+            self.write(f"done   {label}{detail}")
         else:
             self.store.mark(run_id, "failed", error)
             self.failed += 1
             last_line = error.strip().splitlines()[-1] if error.strip() else "unknown error"
-            self._write(f"FAILED {label}: {last_line} (traceback stored; `gpvi study report` lists it)")
+            self.write(f"FAILED {label}: {last_line} (traceback stored; `gpvi study report` lists it)")
 
-    def log_line(self, line: str) -> None:
-        self._write(line)
-
-    def _write(self, line: str) -> None:
+    def write(self, line: str) -> None:
         if self.bar is not None:
             self.bar.write(line, file=sys.stderr)
         else:
@@ -423,7 +420,7 @@ def _bury(driver: _Driver, worker: _Worker, deaths: dict[int, int], queue: list[
     if deaths[run_id] >= _MAX_DEATHS:
         driver.handle(("end", run_id, _DIED.format(deaths[run_id], code)))
     else:
-        driver.log_line(f"the worker running {driver.labels.get(run_id, run_id)} died (exit code {code}); retrying it")
+        driver.write(f"the worker running {driver.labels.get(run_id, run_id)} died (exit code {code}); retrying it")
         queue.insert(0, refresh(run_id))
 
 

@@ -115,12 +115,17 @@ def first_time(trace, value: float) -> float:
     return next((t for t, v in trace if v >= value), math.inf)
 
 
+def speedup_times(peer: dict, dual: dict) -> tuple[float, float]:
+    """(time the peer needs to reach its own best ELBO, time dual-collapsed needs to reach that value)."""
+    best = max(v for _, v in peer["trace"])
+    return first_time(peer["trace"], best), first_time(dual["trace"], best)
+
+
 def speedup(records: list[dict], peer: str) -> float:
-    """Time the peer needs to reach its own best ELBO ÷ time dual-collapsed needs to reach it."""
-    dual = next(r for r in records if r["method"] == "dual-collapsed")
-    other = next(r for r in records if r["method"] == peer)
-    best = max(v for _, v in other["trace"])
-    return first_time(other["trace"], best) / first_time(dual["trace"], best)
+    """The dual speed-up to `peer`'s best ELBO in one (data, split, M) group."""
+    by_method = {r["method"]: r for r in records}
+    mine, theirs = speedup_times(by_method[peer], by_method["dual-collapsed"])
+    return mine / theirs
 
 
 def summary(groups: dict[tuple, list[dict]]) -> list[str]:
@@ -163,7 +168,7 @@ def table(records: list[dict], budget: float) -> list[str]:
         t_txt = f"{t:.1f}" if math.isfinite(t) else f">{budget:.0f}"
         speed = ""
         if r is not dual:
-            mine, theirs = first_time(r["trace"], best), first_time(dual["trace"], best)
+            mine, theirs = speedup_times(r, dual)
             speed = f"{mine / theirs:.1f}x ({theirs:.1f} s vs {mine:.0f} s)"
         lines.append(
             f"| {r['data']} | {r['split']} | {r['M']} | {r['method']} | {r['steps']} | {best:.4f} | {t_txt} | "
