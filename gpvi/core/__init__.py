@@ -8,7 +8,7 @@ from gpvi.core.likelihoods import (
     expected_log_prob,
     expected_log_prob_and_grads,
 )
-from gpvi.core.linalg import NotPSDError, cholesky, gram
+from gpvi.core.linalg import NotPSDError, cholesky, gram, gram_and_project
 from gpvi.core.objectives import ElboParts, collapsed_elbo, elbo, ep_log_marginal, kl_whitened
 from gpvi.core.sites import GaussianSites, sites_from_grads
 
@@ -27,6 +27,7 @@ __all__ = [
     "expected_log_prob",
     "expected_log_prob_and_grads",
     "gram",
+    "gram_and_project",
     "kl_whitened",
     "sites_from_grads",
 ]

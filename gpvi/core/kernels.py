@@ -1,19 +1,23 @@
-"""Dense cross-covariances of stationary kernels with a lean backward pass.
+"""Dense cross-covariances of stationary kernels with a lean, fused backward pass.
 
 gpytorch evaluates a Matérn kernel as a chain of elementwise operations on the N×M distance matrix
 (centring, `sqrt`, `exp`, the polynomial, the outputscale), and autograd keeps every
 intermediate and replays the chain backwards: on kin40k (N = 36k, M = 256) half the time of a
-collapsed-bound step went there. `cross_covariance` computes the same matrix from the squared
-scaled distance r² = ‖(x − z)/ℓ‖² (one matrix product) and differentiates the profile in closed
-form in r², where it has no singularity at r = 0:
+collapsed-bound step went there. `cross_covariance` computes the same matrix as one autograd node.
+With a = x/ℓ, b = z/ℓ (centred), r² = |a|² + |b|² − 2 a·b (one matrix product) and k = σ² p(r²):
 
-    RBF:          k = σ² exp(−r²/2),                     ∂k/∂r² = −k / 2
-    Matérn-3/2:   k = σ² (1 + s) e^{−s},        s = √3 r, ∂k/∂r² = −(3/2) σ² e^{−s}
-    Matérn-5/2:   k = σ² (1 + s + s²/3) e^{−s}, s = √5 r, ∂k/∂r² = −(5/6) σ² (1 + s) e^{−s}
+    RBF:          p = exp(−r²/2),                       p'(r²) = −p / 2
+    Matérn-3/2:   p = (1 + s) e^{−s},          s = √3 r, p'(r²) = −(3/2) e^{−s}
+    Matérn-5/2:   p = (1 + s + s²/3) e^{−s},   s = √5 r, p'(r²) = −(5/6) (1 + s) e^{−s}
 
-(σ² = 1 without a `ScaleKernel`). r² is clamped at 0 against round-off in the forward pass only,
-so its derivative is the profile's continuous one at r = 0. Any other kernel, or one with
-``active_dims``, is evaluated by gpytorch, so the function is always safe to call.
+(σ² = 1 without a `ScaleKernel`.) p' has no singularity at r = 0. Backwards, from G = ∂L/∂K and
+H = G ⊙ σ² p'(r²) (one N×M pass; the only N×M tensors kept are K and, for Matérn, (1 + s) e^{−s}):
+
+    ∂L/∂σ² = ⟨G, K⟩ / σ²,   ∂L/∂a_n = 2 (Σ_m H_nm a_n − (H b)_n),   ∂L/∂b_m = 2 (Σ_n H_nm b_m − (Hᵀa)_m)
+
+and autograd maps ∂L/∂a, ∂L/∂b (N×D, small) to x, z and ℓ. r² is clamped at 0 against round-off in
+the forward pass only. Any other kernel, or one with ``active_dims``, is evaluated by gpytorch, so
+the function is always safe to call.
 """
 
 from __future__ import annotations
@@ -26,40 +30,54 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 _MATERN_SCALE = {1.5: math.sqrt(3.0), 2.5: math.sqrt(5.0)}
+_SLOPE_FACTOR = {"rbf": -0.5, 1.5: -1.5, 2.5: -5.0 / 6.0}  # p'(r²) = factor · (K/σ², e^{−s}, (1 + s) e^{−s})
 
 
-class _StationaryProfile(torch.autograd.Function):
-    """k(r²) for ``kind`` "rbf", 1.5 or 2.5 (Matérn ν), with the closed-form ∂k/∂r² of the module docstring."""
+class _StationaryCrossCovariance(torch.autograd.Function):
+    """K = σ² p(r²) (*b, N1, N2) from scaled inputs A (*b, N1, D), B (*b, N2, D) and σ² (*b) or None."""
 
     @staticmethod
-    def forward(ctx, sq_dist: Tensor, kind: str | float) -> Tensor:
-        sq = sq_dist.clamp_min(0.0)
-        ctx.kind = kind
+    def forward(ctx, A: Tensor, B: Tensor, scale: Tensor | None, kind: str | float) -> Tensor:
+        K = A @ (-2.0 * B).mT
+        K.add_(A.pow(2).sum(-1, keepdim=True)).add_(B.pow(2).sum(-1).unsqueeze(-2)).clamp_min_(0.0)  # r²
         if kind == "rbf":
-            value = sq.mul_(-0.5).exp_()
-            ctx.save_for_backward(value)
-            return value
-        neg_s = sq.sqrt_().mul_(-_MATERN_SCALE[kind])  # −s
-        decay = neg_s.exp()
-        if kind == 2.5:
-            value = neg_s.pow(2).div_(3.0).sub_(neg_s).add_(1.0).mul_(decay)  # (1 + s + s²/3) e^{−s}
+            slope = None  # p' = −p/2: read from K itself
+            K.mul_(-0.5).exp_()
         else:
-            value = neg_s.neg().add_(1.0).mul_(decay)  # (1 + s) e^{−s}
-        ctx.save_for_backward(neg_s, decay)
-        return value
+            neg_s = K.sqrt_().mul_(-_MATERN_SCALE[kind])
+            decay = neg_s.exp()
+            if kind == 2.5:
+                slope = torch.addcmul(decay, neg_s, decay, value=-1.0)  # (1 + s) e^{−s}
+                K = torch.addcmul(slope, neg_s.pow_(2), decay, value=1.0 / 3.0, out=neg_s)  # + s² e^{−s}/3
+            else:
+                slope = decay
+                K = neg_s.sub_(1.0).mul_(decay).neg_()  # (1 + s) e^{−s}
+        if scale is not None:
+            K.mul_(scale[..., None, None])
+        ctx.kind = kind
+        ctx.save_for_backward(A, B, scale, K, slope)
+        return K
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        if ctx.kind == "rbf":
-            (value,) = ctx.saved_tensors
-            return value.mul(grad).mul_(-0.5), None
-        neg_s, decay = ctx.saved_tensors
-        if ctx.kind == 2.5:
-            slope = neg_s.mul(5.0 / 6.0).sub_(5.0 / 6.0).mul_(decay)  # −(5/6)(1 + s) e^{−s}
-        else:
-            slope = decay.mul(-1.5)
-        return slope.mul_(grad), None
+    def backward(ctx, G: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
+        A, B, scale, K, slope = ctx.saved_tensors
+        grad_A = grad_B = grad_scale = None
+        if ctx.needs_input_grad[2]:
+            inner = torch.vdot(G.reshape(-1), K.reshape(-1)) if K.dim() == 2 else (G * K).sum((-1, -2))
+            grad_scale = (inner / scale).sum_to_size(scale.shape)
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            factor = 2.0 * _SLOPE_FACTOR[ctx.kind]
+            if slope is None:
+                H = G * K  # σ² already in K
+            else:
+                H = G * slope
+                factor = factor * scale[..., None, None] if scale is not None else factor
+            if ctx.needs_input_grad[0]:
+                grad_A = ((H.sum(-1, keepdim=True) * A - H @ B) * factor).sum_to_size(A.shape)
+            if ctx.needs_input_grad[1]:
+                grad_B = ((H.sum(-2).unsqueeze(-1) * B - H.mT @ A) * factor).sum_to_size(B.shape)
+        return grad_A, grad_B, grad_scale, None
 
 
 def _profile_kind(kernel: Kernel) -> str | float | None:
@@ -70,16 +88,6 @@ def _profile_kind(kernel: Kernel) -> str | float | None:
     if type(kernel) is MaternKernel and kernel.nu in _MATERN_SCALE:
         return float(kernel.nu)
     return None
-
-
-def _scaled_sq_dist(X1: Tensor, X2: Tensor, lengthscale: Tensor) -> Tensor:
-    """‖(x1 − x2)/ℓ‖² for all pairs, (*b, N1, N2), unclamped; centred on X1's mean (detached:
-    r² does not depend on it)."""
-    A, B = X1 / lengthscale, X2 / lengthscale
-    centre = A.mean(-2, keepdim=True).detach()
-    A, B = A - centre, B - centre
-    cross = A @ (-2.0 * B).mT
-    return cross + A.pow(2).sum(-1, keepdim=True) + B.pow(2).sum(-1).unsqueeze(-2)
 
 
 def cross_covariance(kernel: Kernel, X1: Tensor, X2: Tensor) -> Tensor:
@@ -95,10 +103,9 @@ def cross_covariance(kernel: Kernel, X1: Tensor, X2: Tensor) -> Tensor:
     kind = _profile_kind(base)
     if kind is None:
         return kernel(X1, X2).to_dense()
-    value = _StationaryProfile.apply(_scaled_sq_dist(X1, X2, base.lengthscale), kind)
-    if outputscale is not None:
-        value = value * outputscale.unsqueeze(-1).unsqueeze(-1)
-    return value
+    A, B = X1 / base.lengthscale, X2 / base.lengthscale
+    centre = A.mean(-2, keepdim=True).detach()  # against cancellation in r²; r² does not depend on it
+    return _StationaryCrossCovariance.apply(A - centre, B - centre, outputscale, kind)
 
 
 __all__ = ["cross_covariance"]

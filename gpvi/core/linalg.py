@@ -12,6 +12,7 @@ import torch
 from linear_operator.utils.cholesky import psd_safe_cholesky
 from linear_operator.utils.errors import NanError, NotPSDError
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 DEFAULT_JITTER = {torch.float64: 1e-6, torch.float32: 1e-4}
 
@@ -77,22 +78,38 @@ def log_det_from_chol(L: Tensor) -> Tensor:
 
 
 class _Gram(torch.autograd.Function):
-    """A Aᵀ with the backward (G + Gᵀ) A: one product, where autograd of ``A @ A.mT`` takes two."""
+    """A Aᵀ, and A y when ``y`` is given, with the backward (G + Gᵀ) A + g yᵀ as one product and one
+    in-place rank update, where autograd of ``A @ A.mT`` and ``A @ y`` takes two products and two
+    N-sized temporaries."""
 
     @staticmethod
-    def forward(ctx, A: Tensor) -> Tensor:
-        ctx.save_for_backward(A)
-        return A @ A.mT
+    def forward(ctx, A: Tensor, y: Tensor | None):
+        ctx.save_for_backward(A, y)
+        return A @ A.mT if y is None else (A @ A.mT, A @ y)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        (A,) = ctx.saved_tensors
-        return (grad + grad.mT) @ A
+    @once_differentiable
+    def backward(ctx, G: Tensor, g: Tensor | None = None):
+        A, y = ctx.saved_tensors
+        grad_A = grad_y = None
+        if ctx.needs_input_grad[0]:
+            grad_A = (G + G.mT) @ A
+            if g is not None:
+                grad_A = grad_A.addmm_(g, y.mT) if grad_A.dim() == 2 else grad_A + g @ y.mT
+            grad_A = grad_A.sum_to_size(A.shape)
+        if ctx.needs_input_grad[1] and g is not None:
+            grad_y = (A.mT @ g).sum_to_size(y.shape)
+        return grad_A, grad_y
 
 
 def gram(A: Tensor) -> Tensor:
     """A Aᵀ for `A` (*b, M, N) -> (*b, M, M), differentiable (twice as cheap backwards as ``A @ A.mT``)."""
-    return _Gram.apply(A)
+    return _Gram.apply(A, None)
+
+
+def gram_and_project(A: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """(A Aᵀ (*b, M, M), A y (*b, M, K)) for `A` (*b, M, N), `y` (*b, N, K), with one fused backward."""
+    return _Gram.apply(A, y)
 
 
 def batched_outer_sum(A: Tensor, w: Tensor) -> Tensor:
@@ -108,6 +125,7 @@ __all__ = [
     "default_jitter",
     "eye_like",
     "gram",
+    "gram_and_project",
     "log_det_from_chol",
     "symmetrize",
     "tri_inverse",

@@ -29,7 +29,7 @@ from gpytorch.likelihoods import Likelihood
 from torch import Tensor
 
 from gpvi.core.likelihoods import DEFAULT_QUADRATURE, _hermgauss, _OneDimensionalLikelihood, expected_log_prob
-from gpvi.core.linalg import gram, symmetrize, tri_solve
+from gpvi.core.linalg import gram_and_project, symmetrize, tri_solve
 
 
 class ElboParts(NamedTuple):
@@ -122,11 +122,11 @@ def _whitened_gram(chol_Kuu: Tensor, Kuf: Tensor, y: Tensor) -> tuple[Tensor, Te
     A = L⁻¹Kuf, whose round-off is not amplified by Kuu's condition number.
     """
     if Kuf.dtype != torch.float64:
-        A = tri_solve(chol_Kuu, Kuf)
-        return gram(A), A @ y
-    half = tri_solve(chol_Kuu, gram(Kuf))  # L⁻¹ Φ
+        return gram_and_project(tri_solve(chol_Kuu, Kuf), y)
+    phi, proj = gram_and_project(Kuf, y)
+    half = tri_solve(chol_Kuu, phi)  # L⁻¹ Φ
     white = tri_solve(chol_Kuu, half.mT)  # L⁻¹ Φ L⁻ᵀ (Φ symmetric)
-    return symmetrize(white), tri_solve(chol_Kuu, Kuf @ y)
+    return symmetrize(white), tri_solve(chol_Kuu, proj)
 
 
 def _log_tilted(likelihood: Likelihood, y: Tensor, mean: Tensor, var: Tensor, power: float, num: int) -> Tensor:

@@ -5,8 +5,8 @@ import torch
 from gpytorch.kernels import MaternKernel, PeriodicKernel, RBFKernel, ScaleKernel
 from torch.testing import assert_close
 
-from gpvi.core.kernels import _StationaryProfile, cross_covariance
-from gpvi.core.linalg import gram
+from gpvi.core.kernels import cross_covariance
+from gpvi.core.linalg import gram, gram_and_project
 
 
 def _kernel(kind: str, scaled: bool, batch: tuple = (), D: int = 3):
@@ -54,32 +54,59 @@ def test_cross_covariance_matches_gpytorch_values_and_gradients(kind, scaled):
         assert_close(a, b, rtol=1e-9, atol=1e-10)
 
 
-@pytest.mark.parametrize("kind", ["rbf", "2.5"])
-def test_cross_covariance_batches_and_broadcasts(kind):
+@pytest.mark.parametrize("kind", ["rbf", "1.5", "2.5"])
+def test_cross_covariance_batches_and_broadcasts_values_and_gradients(kind):
+    """Batched hyperparameters against (q-batch, 1, N, D) inputs: the backward sums over broadcast dims."""
     g = torch.Generator().manual_seed(2)
     kernel = _kernel(kind, True, batch=torch.Size([2]))
     Z = torch.rand(2, 5, 3, generator=g, dtype=torch.float64)
-    X = torch.rand(4, 1, 6, 3, generator=g, dtype=torch.float64)  # (q-batch, 1, N, D) against (2, M, D)
-    assert_close(cross_covariance(kernel, Z, X), kernel(Z, X).to_dense(), rtol=1e-12, atol=1e-13)
+    X = torch.cat([torch.rand(4, 1, 6, 3, generator=g, dtype=torch.float64), Z[:1, :1].expand(4, 1, 1, 3)], -2)
+    ours, our_grads = _value_and_grads(cross_covariance, kernel, Z, X)
+    ref, ref_grads = _value_and_grads(_gpytorch, kernel, Z, X)
+    assert_close(ours, ref, rtol=1e-12, atol=1e-13)
+    for a, b in zip(our_grads, ref_grads, strict=True):
+        assert a.shape == b.shape
+        assert_close(a, b, rtol=1e-9, atol=1e-10)
 
 
 @pytest.mark.parametrize("kind", ["1.5", "2.5"])
 def test_matern_gradient_at_coincident_points_is_the_continuous_limit(kind):
-    """At r = 0 the profile's derivative in r² is finite: −3/2 (ν = 3/2) and −5/6 (ν = 5/2)."""
-    kernel = _kernel(kind, False, D=1)
-    x = torch.zeros(1, 1, dtype=torch.float64)
-    sq = torch.zeros(1, 1, dtype=torch.float64, requires_grad=True)
-    (slope,) = torch.autograd.grad(_StationaryProfile.apply(sq, float(kind)).sum(), [sq])
-    assert_close(slope, torch.full_like(slope, -1.5 if kind == "1.5" else -5.0 / 6.0))
-    assert_close(cross_covariance(kernel, x, x), torch.ones(1, 1, dtype=torch.float64))
+    """At r = 0 the kernel is smooth: finite gradients, zero in the inputs, the limit of nearby points."""
+    kernel = _kernel(kind, True, D=2)
+    x = torch.tensor([[0.3, -0.2]], dtype=torch.float64)
+    at_zero, grads = _value_and_grads(cross_covariance, kernel, x, x)
+    near, near_grads = _value_and_grads(cross_covariance, kernel, x, x + 1e-7)
+    assert_close(at_zero, kernel.outputscale.detach().reshape(1, 1))
+    for a, b in zip(grads, near_grads, strict=True):
+        assert torch.isfinite(a).all()
+        assert_close(a, b, rtol=1e-6, atol=1e-6)
+    assert_close(grads[0], torch.zeros_like(grads[0]))
 
 
-def test_cross_covariance_passes_gradcheck():
-    kernel = _kernel("2.5", True)
+@pytest.mark.parametrize("kind", ["rbf", "1.5", "2.5"])
+def test_cross_covariance_passes_gradcheck_in_inputs_and_hyperparameters(kind):
+    kernel = _kernel(kind, True)
     g = torch.Generator().manual_seed(3)
     X1 = torch.rand(4, 3, generator=g, dtype=torch.float64, requires_grad=True)
     X2 = torch.rand(5, 3, generator=g, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b: cross_covariance(kernel, a, b), (X1, X2))
+    raw_ls = kernel.base_kernel.raw_lengthscale.detach().clone().requires_grad_(True)
+    raw_scale = kernel.raw_outputscale.detach().clone().requires_grad_(True)
+    wrapper = _CrossCovariance(kernel)
+
+    def value(a, b, ls, scale):
+        params = {"kernel.base_kernel.raw_lengthscale": ls, "kernel.raw_outputscale": scale}
+        return torch.func.functional_call(wrapper, params, (a, b))
+
+    assert torch.autograd.gradcheck(value, (X1, X2, raw_ls, raw_scale))
+
+
+class _CrossCovariance(torch.nn.Module):
+    def __init__(self, kernel):
+        super().__init__()
+        self.kernel = kernel
+
+    def forward(self, X1, X2):
+        return cross_covariance(self.kernel, X1, X2)
 
 
 def test_other_kernels_fall_back_to_gpytorch():
@@ -91,6 +118,25 @@ def test_other_kernels_fall_back_to_gpytorch():
         ScaleKernel(RBFKernel(active_dims=[0])).double(),
     ):
         assert_close(cross_covariance(kernel, X1, X2), kernel(X1, X2).to_dense())
+
+
+def test_gram_and_project_match_autograd_of_the_plain_products():
+    g = torch.Generator().manual_seed(6)
+    A = torch.randn(4, 9, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(9, 1, generator=g, dtype=torch.float64, requires_grad=True)
+    W, w = torch.randn(4, 4, generator=g, dtype=torch.float64), torch.randn(4, 1, generator=g, dtype=torch.float64)
+    phi, proj = gram_and_project(A, y)
+    ours = torch.autograd.grad((phi * W).sum() + (proj * w).sum(), [A, y])
+    ref = torch.autograd.grad(((A @ A.mT) * W).sum() + ((A @ y) * w).sum(), [A, y])
+    assert_close(phi, A @ A.mT)
+    assert_close(proj, A @ y)
+    for a, b in zip(ours, ref, strict=True):
+        assert_close(a, b)
+    (only_gram,) = torch.autograd.grad((gram_and_project(A, y)[0] * W).sum(), [A])  # the projection unused
+    assert_close(only_gram, torch.autograd.grad(((A @ A.mT) * W).sum(), [A])[0])
+    assert torch.autograd.gradcheck(lambda a, b: gram_and_project(a, b), (A, y))
+    batched = torch.randn(3, 4, 9, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: gram_and_project(a, b), (batched, y))
 
 
 def test_gram_matches_autograd_of_the_plain_product():
