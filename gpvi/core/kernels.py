@@ -11,7 +11,8 @@ With a = x/ℓ, b = z/ℓ (centred), r² = |a|² + |b|² − 2 a·b (one matrix 
     Matérn-5/2:   p = (1 + s + s²/3) e^{−s},   s = √5 r, p'(r²) = −(5/6) (1 + s) e^{−s}
 
 (σ² = 1 without a `ScaleKernel`.) p' has no singularity at r = 0. Backwards, from G = ∂L/∂K and
-H = G ⊙ σ² p'(r²) (one N×M pass; the only N×M tensors kept are K and, for Matérn, (1 + s) e^{−s}):
+H = G ⊙ σ² p'(r²) (one N×M pass; the N×M tensors kept are K and, for Matérn, e^{−s} (ν = 3/2) or
+(1 + s) e^{−s} (ν = 5/2)):
 
     ∂L/∂σ² = ⟨G, K⟩ / σ²,   ∂L/∂a_n = 2 (Σ_m H_nm a_n − (H b)_n),   ∂L/∂b_m = 2 (Σ_n H_nm b_m − (Hᵀa)_m)
 
