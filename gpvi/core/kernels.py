@@ -53,8 +53,9 @@ class _StationaryCrossCovariance(torch.autograd.Function):
             else:
                 slope = decay
                 K = neg_s.sub_(1.0).mul_(decay).neg_()  # (1 + s) e^{−s}
-        if scale is not None:
-            K.mul_(scale[..., None, None])
+        if scale is not None:  # in place unless the outputscale adds batch dimensions
+            scale_ = scale[..., None, None]
+            K = K.mul_(scale_) if torch.broadcast_shapes(K.shape, scale_.shape) == K.shape else K * scale_
         ctx.kind = kind
         ctx.save_for_backward(A, B, scale, K, slope)
         return K

@@ -69,6 +69,22 @@ def test_cross_covariance_batches_and_broadcasts_values_and_gradients(kind):
         assert_close(a, b, rtol=1e-9, atol=1e-10)
 
 
+@pytest.mark.parametrize("kind", ["rbf", "2.5"])
+def test_a_batched_outputscale_around_an_unbatched_base_kernel(kind):
+    base = RBFKernel(ard_num_dims=3) if kind == "rbf" else MaternKernel(nu=2.5, ard_num_dims=3)
+    kernel = ScaleKernel(base, batch_shape=torch.Size([2])).double()
+    with torch.no_grad():
+        kernel.outputscale = torch.tensor([0.7, 1.9], dtype=torch.float64)
+    g = torch.Generator().manual_seed(7)
+    X1, X2 = torch.rand(4, 3, generator=g, dtype=torch.float64), torch.rand(5, 3, generator=g, dtype=torch.float64)
+    ours, our_grads = _value_and_grads(cross_covariance, kernel, X1, X2)
+    ref, ref_grads = _value_and_grads(_gpytorch, kernel, X1, X2)
+    assert ours.shape == (2, 4, 5)
+    assert_close(ours, ref, rtol=1e-12, atol=1e-13)
+    for a, b in zip(our_grads, ref_grads, strict=True):
+        assert_close(a, b, rtol=1e-9, atol=1e-10)
+
+
 @pytest.mark.parametrize("kind", ["1.5", "2.5"])
 def test_matern_gradient_at_coincident_points_is_the_continuous_limit(kind):
     """At r = 0 the kernel is smooth: finite gradients, zero in the inputs, the limit of nearby points."""
