@@ -54,10 +54,10 @@ def main() -> None:
             stgp.train(), svgp.train()
             with torch.no_grad():
                 mll = ExactMarginalLogLikelihood(stgp.likelihood, stgp)
-                ours = float(mll(stgp(*stgp.train_inputs), stgp.train_targets)) * n
-                theirs = float(svgp.collapsed_elbo() + log_prior(svgp))
+                stgp_map = float(mll(stgp(*stgp.train_inputs), stgp.train_targets)) * n
+                svgp_map = float(svgp.collapsed_elbo() + log_prior(svgp))
             print(
-                f"| {run.seed} | {n} | {ours:.3f} | {theirs:.3f} | {theirs - ours:+.3f} | "
+                f"| {run.seed} | {n} | {stgp_map:.3f} | {svgp_map:.3f} | {svgp_map - stgp_map:+.3f} | "
                 f"{stgp.likelihood.noise.item():.4f} | {svgp.likelihood.noise.item():.4f} |",
                 flush=True,
             )

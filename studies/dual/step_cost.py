@@ -113,7 +113,7 @@ def measure(name: str, M: int, repeats: int, methods=METHODS, split: int = 0) ->
             "plain-autograd": (lambda: _plain_bound(model), params),
             "gpytorch-sgpr": (lambda: mll(sgpr(X), y) * N, list(sgpr.parameters())),
         }
-        runs = {m: _timed(*evaluations[m], repeats) for m in ("gpvi", *methods) if m in evaluations}
+        runs = {m: _timed(*evaluations[m], repeats) for m in dict.fromkeys(("gpvi", *methods))}
     ours = runs["gpvi"]
     return [
         f"| {name} | {N} | {M} | {method} | {seconds:.3f} | {seconds / ours[0]:.2f} | "
