@@ -195,17 +195,21 @@ def bo_summary(store: Store, baseline: str | None = None) -> list[dict[str, Any]
     the metric, i.e. its minimum over all the run's rows), time_per_iter_median (median over
     all iterations >= 1 of all runs, each iteration once, of fit_time + acq_time, in seconds), and
     regret_ratio / time_ratio: the method's final-regret median and time per iteration divided by
-    the ``baseline`` method's on the same problem (default `default_baseline`; None without one).
+    the ``baseline`` method's on the same problem (default `default_baseline`; None without one);
+    paired_seeds, paired_lower, paired_ratio, paired_ratio_lo/hi: over the seeds both finished
+    (they share initial designs and noise), how many, in how many the method's final regret is
+    lower, and the geometric mean of the per-seed regret ratios with its 90% bootstrap interval
+    (`gpvi.studies.stats`; None without a baseline or a shared seed, and for "best value" metrics).
     """
     runs = store.runs()
     rows = _eval_rows(store)
     columns = _problem_columns(runs, rows)
     baseline = default_baseline(store) if baseline is None else baseline
-    out = []
+    out, finals = [], {}
     for (problem, method), group in _groups(runs).items():
         column = columns[problem]
-        finals = [c[-1] for r in group if r.status == "done" and (c := _curve(rows.get(r.run_id, []), column))]
-        med, q25, q75 = _quartiles([v for v in finals if v is not None])
+        finals[problem, method] = _final_values(group, rows, column)
+        med, q25, q75 = _quartiles(list(finals[problem, method].values()))
         times = [t for r in group for _, t in _iteration_times(rows.get(r.run_id, []))]
         out.append(
             {
@@ -225,7 +229,33 @@ def bo_summary(store: Store, baseline: str | None = None) -> list[dict[str, Any]
         peer = peers.get(s["problem"], {})
         s["regret_ratio"] = _ratio(s["final_regret_median"], peer.get("final_regret_median"))
         s["time_ratio"] = _ratio(s["time_per_iter_median"], peer.get("time_per_iter_median"))
+        paired = s["problem"] in peers and s["metric"] == "simple regret"
+        mine, theirs = finals[s["problem"], s["method"]], finals.get((s["problem"], baseline), {})
+        s.update(_paired(mine, theirs) if paired else dict.fromkeys(PAIRED_KEYS))
     return out
+
+
+PAIRED_KEYS = ("paired_seeds", "paired_lower", "paired_ratio", "paired_ratio_lo", "paired_ratio_hi")
+
+
+def _final_values(group: Sequence[Run], rows: Rows, column: str) -> dict[int, float]:
+    """{seed: final value of the metric} over the finished runs of one (problem, method)."""
+    finals = {}
+    for r in group:
+        curve = _curve(rows.get(r.run_id, []), column) if r.status == "done" else []
+        if curve and curve[-1] is not None:
+            finals[r.seed] = curve[-1]
+    return finals
+
+
+def _paired(mine: dict[int, float], peer: dict[int, float]) -> dict[str, Any]:
+    from gpvi.studies.stats import geometric_mean_ratio, paired_log_ratios, sign_counts
+
+    d = paired_log_ratios(mine, peer)
+    if d.size == 0:
+        return dict.fromkeys(PAIRED_KEYS)
+    ratio, lo, hi = geometric_mean_ratio([d])
+    return dict(zip(PAIRED_KEYS, (int(d.size), sign_counts(d)[0], ratio, lo, hi), strict=True))
 
 
 def _ratio(value: float | None, peer: float | None) -> float | None:
@@ -471,7 +501,8 @@ def _bo_table(summary: Sequence[dict[str, Any]], baseline: str | None = None) ->
     header = "| problem | method | runs | final regret median [q25, q75] | time/iter s |"
     lines = [header, "|---|---|---|---|---|"]
     if ratios:
-        lines = [header + f" regret ÷ {baseline} | time ÷ {baseline} |", "|---|---|---|---|---|---|---|"]
+        header += f" regret ÷ {baseline} | paired ÷ {baseline} [90%] | lower in | time ÷ {baseline} |"
+        lines = [header, "|---|---|---|---|---|---|---|---|---|"]
     for s in summary:
         cell = _fmt(s["final_regret_median"])
         if s["final_regret_median"] is not None:
@@ -483,9 +514,19 @@ def _bo_table(summary: Sequence[dict[str, Any]], baseline: str | None = None) ->
             f"| {_fmt(s['time_per_iter_median'])} |"
         )
         if ratios:
-            line += f" {_fmt(s['regret_ratio'])} | {_fmt(s['time_ratio'])} |"
+            line += f" {_fmt(s['regret_ratio'])} | {_paired_cell(s)} | {_lower_cell(s)} | {_fmt(s['time_ratio'])} |"
         lines.append(line)
     return lines
+
+
+def _paired_cell(s: dict[str, Any]) -> str:
+    if s["paired_ratio"] is None:
+        return "–"
+    return f"{_fmt(s['paired_ratio'])} [{_fmt(s['paired_ratio_lo'])}, {_fmt(s['paired_ratio_hi'])}]"
+
+
+def _lower_cell(s: dict[str, Any]) -> str:
+    return "–" if s["paired_seeds"] is None else f"{s['paired_lower']}/{s['paired_seeds']}"
 
 
 def _regression_table(summary: Sequence[dict[str, Any]]) -> list[str]:
@@ -509,8 +550,9 @@ def markdown_report(store: Store, out_dir: str | Path, baseline: str | None = No
 
     BO studies: run counts by status, a per (problem, method) table of final regret median
     [q25, q75] and median time per iteration, each also divided by the ``baseline`` method's
-    (default `default_baseline`: the study's SingleTaskGP method), `regret.png` and `time.png`,
-    and the failures.
+    (default `default_baseline`: the study's SingleTaskGP method), the paired comparison with it
+    (geometric mean of the per-seed regret ratios [90% bootstrap], seeds where the method is
+    lower; see `bo_summary`), `regret.png` and `time.png`, and the failures.
     Regression studies: run counts, a per (dataset, method) table of mean ± std of every metric,
     `rmse.png` when RMSE is reported, and the failures.
     """

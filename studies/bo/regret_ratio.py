@@ -9,6 +9,12 @@ Per problem: the method's and the baseline's median final regret over their fini
 ratio of the medians, a 90% bootstrap interval of that ratio (seeds resampled with replacement,
 independently per method, 2000 draws), and in how many seeds run by both the method's final
 regret is lower (seeds share the initial design and the noise stream, so this is a paired count).
+
+Then the paired view, over the seeds run by both: the geometric mean of the per-seed ratios,
+exp(mean_s log(r_method,s / r_baseline,s)), with a 90% bootstrap interval (seeds resampled in
+pairs), the two-sided sign-test p-value (ties excluded), and the verdict of a one-sided 5% test
+of "the method is at most 1.2x worse" (upper end of the interval below 1.2). A last row pools the
+problems (each problem weighs the same; seeds resampled within each problem).
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ import argparse
 
 import numpy as np
 
-from gpvi.studies.report import _curve, _eval_rows, _groups, _problem_columns, default_baseline
+from gpvi.studies.report import _eval_rows, _final_values, _groups, _problem_columns, default_baseline
+from gpvi.studies.stats import geometric_mean_ratio, paired_log_ratios, sign_counts, sign_test_p
 from gpvi.studies.store import Store
 
 
@@ -26,15 +33,7 @@ def final_regrets(store: Store) -> dict[tuple[str, str], dict[int, float]]:
     runs = store.runs()
     rows = _eval_rows(store)
     columns = _problem_columns(runs, rows)
-    out: dict[tuple[str, str], dict[int, float]] = {}
-    for (problem, method), group in _groups(runs).items():
-        finals = {}
-        for r in group:
-            curve = _curve(rows.get(r.run_id, []), columns[problem]) if r.status == "done" else []
-            if curve and curve[-1] is not None:
-                finals[r.seed] = curve[-1]
-        out[problem, method] = finals
-    return out
+    return {key: _final_values(group, rows, columns[key[0]]) for key, group in _groups(runs).items()}
 
 
 def bootstrap_ratio(a: np.ndarray, b: np.ndarray, draws: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -44,6 +43,36 @@ def bootstrap_ratio(a: np.ndarray, b: np.ndarray, draws: int = 2000, seed: int =
     rb = np.median(rng.choice(b, size=(draws, b.size)), axis=1)
     ratios = ra / np.maximum(rb, 1e-300)
     return float(np.quantile(ratios, 0.05)), float(np.quantile(ratios, 0.95))
+
+
+def paired_table(
+    finals: dict[tuple[str, str], dict[int, float]], method: str, baseline: str, margin: float = 1.2
+) -> str:
+    """The paired Markdown table (see the module's docstring), one row per problem and a pooled row."""
+    lines = [
+        f"| problem | paired seeds | geometric mean {method} ÷ {baseline} | 90% bootstrap | lower in | "
+        f"sign-test p | at most {margin}x worse (5%) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    groups = []
+    for problem in dict.fromkeys(p for p, _ in finals):
+        d = paired_log_ratios(finals.get((problem, method), {}), finals.get((problem, baseline), {}))
+        if d.size == 0:
+            continue
+        groups.append(d)
+        lines.append(_paired_row(problem, [d], margin))
+    if len(groups) > 1:
+        lines.append(_paired_row(f"all {len(groups)} problems", groups, margin))
+    return "\n".join(lines)
+
+
+def _paired_row(label: str, groups: list[np.ndarray], margin: float) -> str:
+    ratio, lo, hi = geometric_mean_ratio(groups)
+    d = np.concatenate(groups)
+    return (
+        f"| {label} | {d.size} | {ratio:.2f} | [{lo:.2f}, {hi:.2f}] | {sign_counts(d)[0]}/{d.size} | "
+        f"{sign_test_p(d):.2f} | {'yes' if hi < margin else 'no'} |"
+    )
 
 
 def main() -> None:
@@ -72,6 +101,8 @@ def main() -> None:
             f"| {problem} | {a.size}/{b.size} | {np.median(a):.3g} | {np.median(b):.3g} | "
             f"{np.median(a) / np.median(b):.2f} | [{lo:.2f}, {hi:.2f}] | {wins}/{len(shared)} |"
         )
+    print()
+    print(paired_table(finals, args.method, baseline))
     for store in stores:
         store.close()
 

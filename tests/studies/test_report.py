@@ -247,6 +247,18 @@ def test_bo_summary_divides_by_the_baseline_method(bo_store, tmp_path):
     assert "regret ÷ ei" in text and "| 0.167 |" in text
 
 
+def test_bo_summary_pairs_seeds_with_the_baseline(bo_store, tmp_path):
+    summary = {(s["problem"], s["method"]): s for s in bo_summary(bo_store, baseline="ei")}
+    ts, ei = summary["branin", "ts"], summary["branin", "ei"]
+    # ts finished seed 0 only (0.05 against ei's 0.1): one pair at ratio 1/2
+    assert (ts["paired_seeds"], ts["paired_lower"]) == (1, 1)
+    assert ts["paired_ratio"] == pytest.approx(0.5) and ts["paired_ratio_hi"] == pytest.approx(0.5)
+    assert (ei["paired_seeds"], ei["paired_lower"], ei["paired_ratio"]) == (4, 0, pytest.approx(1.0))
+    assert summary["noopt", "ei"]["paired_ratio"] is None  # best values, not regrets
+    text = markdown_report(bo_store, tmp_path / "out", baseline="ei")
+    assert "paired ÷ ei [90%]" in text and "| 0.5 [0.5, 0.5] | 1/1 |" in text
+
+
 def test_default_baseline_is_the_studys_singletaskgp_method(tmp_path):
     store = Store(tmp_path / "b.db")
     spec = (
