@@ -80,13 +80,15 @@ def main() -> None:
     parser.add_argument("db", nargs="+")
     parser.add_argument("--method", default="svgp-qlogei")
     parser.add_argument("--baseline", default=None, help="default: the study's SingleTaskGP method")
+    parser.add_argument("--problems", nargs="+", default=None, help="only these problems (e.g. Branin-noisy)")
     args = parser.parse_args()
     stores = [Store(db) for db in args.db]
     baseline = args.baseline or default_baseline(stores[0])
     finals: dict[tuple[str, str], dict[int, float]] = {}
     for store in stores:
         for key, per_seed in final_regrets(store).items():
-            finals.setdefault(key, {}).update(per_seed)
+            if args.problems is None or key[0] in args.problems:
+                finals.setdefault(key, {}).update(per_seed)
     print(f"| problem | seeds | {args.method} median | {baseline} median | ratio | 90% bootstrap | lower in |")
     print("|---|---|---|---|---|---|---|")
     for problem in dict.fromkeys(p for p, _ in finals):

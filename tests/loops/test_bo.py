@@ -78,10 +78,11 @@ def test_callable_factory_and_acquisition():
     from botorch.acquisition import PosteriorMean
     from botorch.fit import fit_gpytorch_mll
     from botorch.models import SingleTaskGP
+    from botorch.models.transforms.input import Normalize
     from gpytorch.mlls import ExactMarginalLogLikelihood
 
     def factory(X, Y):
-        model = SingleTaskGP(X, Y)
+        model = SingleTaskGP(X, Y, input_transform=Normalize(X.shape[-1]))
         fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
         return model
 
