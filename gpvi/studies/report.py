@@ -199,7 +199,8 @@ def bo_summary(store: Store, baseline: str | None = None) -> list[dict[str, Any]
     paired_seeds, paired_lower, paired_ratio, paired_ratio_lo/hi: over the seeds both finished
     (they share initial designs and noise), how many, in how many the method's final regret is
     lower, and the geometric mean of the per-seed regret ratios with its 90% bootstrap interval
-    (`gpvi.studies.stats`; None without a baseline or a shared seed, and for "best value" metrics).
+    (`gpvi.studies.stats`; None for the baseline itself, without a baseline or a shared seed, and
+    for "best value" metrics).
     """
     runs = store.runs()
     rows = _eval_rows(store)
@@ -229,7 +230,7 @@ def bo_summary(store: Store, baseline: str | None = None) -> list[dict[str, Any]
         peer = peers.get(s["problem"], {})
         s["regret_ratio"] = _ratio(s["final_regret_median"], peer.get("final_regret_median"))
         s["time_ratio"] = _ratio(s["time_per_iter_median"], peer.get("time_per_iter_median"))
-        paired = s["problem"] in peers and s["metric"] == "simple regret"
+        paired = s["problem"] in peers and s["method"] != baseline and s["metric"] == "simple regret"
         mine, theirs = finals[s["problem"], s["method"]], finals.get((s["problem"], baseline), {})
         s.update(_paired(mine, theirs) if paired else dict.fromkeys(PAIRED_KEYS))
     return out

@@ -2,6 +2,7 @@
 
     .venv/bin/python studies/bo/regret_ratio.py studies/bo/synthetic.sqlite [--method svgp-qlogei]
     .venv/bin/python studies/bo/regret_ratio.py studies/bo/synthetic.sqlite studies/bo/noisy_more_seeds.sqlite
+    .venv/bin/python studies/bo/regret_ratio.py ... --problems Branin-noisy Levy-8-noisy --plot ratios.png
 
 Several stores pool their seeds per (problem, method) (a seed run in two stores counts once: the last).
 
@@ -75,12 +76,49 @@ def _paired_row(label: str, groups: list[np.ndarray], margin: float) -> str:
     )
 
 
+def plot_paired(
+    finals: dict[tuple[str, str], dict[int, float]], method: str, baseline: str, path: str, margin: float = 1.2
+) -> None:
+    """Per problem: every seed's regret ratio (dots), the geometric mean and its 90% interval (bar),
+    on a log axis with lines at 1 and at ``margin``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    problems = [p for p in dict.fromkeys(p for p, _ in finals) if (p, method) in finals and (p, baseline) in finals]
+    pairs = [(p, paired_log_ratios(finals[p, method], finals[p, baseline])) for p in problems]
+    pairs = [(p, d) for p, d in pairs if d.size]
+    if not pairs:
+        print(f"No seed run by both {method} and {baseline}: no plot.")
+        return
+    problems, groups = zip(*pairs, strict=True)
+    fig, ax = plt.subplots(figsize=(1.3 * len(problems) + 2.0, 3.6))
+    jitter = np.random.default_rng(0)
+    for i, d in enumerate(groups):
+        ax.scatter(i + jitter.uniform(-0.18, 0.18, d.size), np.exp(d), s=9, color="0.6", zorder=2)
+        ratio, lo, hi = geometric_mean_ratio([d])
+        ax.errorbar(i + 0.3, ratio, yerr=[[ratio - lo], [hi - ratio]], fmt="o", color="C0", capsize=4, zorder=3)
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.axhline(margin, color="C3", lw=0.8, ls="--", label=f"{margin}x")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(problems)), problems, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(f"final regret, {method} ÷ {baseline}", fontsize=8)
+    ax.set_title("per seed (grey) and geometric mean with 90% bootstrap interval (blue)", fontsize=9)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("db", nargs="+")
     parser.add_argument("--method", default="svgp-qlogei")
     parser.add_argument("--baseline", default=None, help="default: the study's SingleTaskGP method")
     parser.add_argument("--problems", nargs="+", default=None, help="only these problems (e.g. Branin-noisy)")
+    parser.add_argument("--max-seed", type=int, default=None, help="only seeds up to this one (inclusive)")
+    parser.add_argument("--plot", default=None, help="write the per-seed ratios and their geometric means to this PNG")
     args = parser.parse_args()
     stores = [Store(db) for db in args.db]
     baseline = args.baseline or default_baseline(stores[0])
@@ -88,7 +126,8 @@ def main() -> None:
     for store in stores:
         for key, per_seed in final_regrets(store).items():
             if args.problems is None or key[0] in args.problems:
-                finals.setdefault(key, {}).update(per_seed)
+                kept = {s: r for s, r in per_seed.items() if args.max_seed is None or s <= args.max_seed}
+                finals.setdefault(key, {}).update(kept)
     print(f"| problem | seeds | {args.method} median | {baseline} median | ratio | 90% bootstrap | lower in |")
     print("|---|---|---|---|---|---|---|")
     for problem in dict.fromkeys(p for p, _ in finals):
@@ -105,6 +144,8 @@ def main() -> None:
         )
     print()
     print(paired_table(finals, args.method, baseline))
+    if args.plot:
+        plot_paired(finals, args.method, baseline, args.plot)
     for store in stores:
         store.close()
 

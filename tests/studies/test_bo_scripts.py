@@ -30,7 +30,8 @@ def test_regret_ratio_prints_medians_and_the_paired_table(tmp_path):
         _finish(store, ids["b", "mine", s], 0.5 * peer)  # every seed half
     store.close()
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), str(tmp_path / "s.sqlite"), "--method", "mine", "--baseline", "peer"],
+        [sys.executable, str(SCRIPT), str(tmp_path / "s.sqlite"), "--method", "mine", "--baseline", "peer"]
+        + ["--plot", str(tmp_path / "ratios.png")],
         capture_output=True,
         text=True,
         timeout=120,
@@ -41,3 +42,4 @@ def test_regret_ratio_prints_medians_and_the_paired_table(tmp_path):
     assert "| a | 4 | 2.00 | [2.00, 2.00] | 0/4 | 0.12 | no |" in lines
     assert "| b | 4 | 0.50 | [0.50, 0.50] | 4/4 | 0.12 | yes |" in lines
     assert "| all 2 problems | 8 | 1.00 | [1.00, 1.00] | 4/8 | 1.00 | yes |" in lines
+    assert (tmp_path / "ratios.png").stat().st_size > 0
