@@ -55,16 +55,21 @@ def paired_table(
         f"sign-test p | at most {margin}x worse (5%) |",
         "|---|---|---|---|---|---|---|",
     ]
-    groups = []
+    groups = paired_groups(finals, method, baseline)
+    lines += [_paired_row(problem, [d], margin) for problem, d in groups.items()]
+    if len(groups) > 1:
+        lines.append(_paired_row(f"all {len(groups)} problems", list(groups.values()), margin))
+    return "\n".join(lines)
+
+
+def paired_groups(finals: dict[tuple[str, str], dict[int, float]], method: str, baseline: str) -> dict[str, np.ndarray]:
+    """{problem: the paired log ratios of ``method`` to ``baseline``} over the problems with a shared seed."""
+    groups = {}
     for problem in dict.fromkeys(p for p, _ in finals):
         d = paired_log_ratios(finals.get((problem, method), {}), finals.get((problem, baseline), {}))
-        if d.size == 0:
-            continue
-        groups.append(d)
-        lines.append(_paired_row(problem, [d], margin))
-    if len(groups) > 1:
-        lines.append(_paired_row(f"all {len(groups)} problems", groups, margin))
-    return "\n".join(lines)
+        if d.size:
+            groups[problem] = d
+    return groups
 
 
 def _paired_row(label: str, groups: list[np.ndarray], margin: float) -> str:
@@ -86,13 +91,11 @@ def plot_paired(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    problems = [p for p in dict.fromkeys(p for p, _ in finals) if (p, method) in finals and (p, baseline) in finals]
-    pairs = [(p, paired_log_ratios(finals[p, method], finals[p, baseline])) for p in problems]
-    pairs = [(p, d) for p, d in pairs if d.size]
-    if not pairs:
+    by_problem = paired_groups(finals, method, baseline)
+    if not by_problem:
         print(f"No seed run by both {method} and {baseline}: no plot.")
         return
-    problems, groups = zip(*pairs, strict=True)
+    problems, groups = list(by_problem), list(by_problem.values())
     fig, ax = plt.subplots(figsize=(1.3 * len(problems) + 2.0, 3.6))
     jitter = np.random.default_rng(0)
     for i, d in enumerate(groups):
@@ -136,11 +139,10 @@ def main() -> None:
             continue
         a, b = np.array(list(mine.values())), np.array(list(peer.values()))
         lo, hi = bootstrap_ratio(a, b)
-        shared = sorted(set(mine) & set(peer))
-        wins = sum(mine[s] < peer[s] for s in shared)
+        d = paired_log_ratios(mine, peer)
         print(
             f"| {problem} | {a.size}/{b.size} | {np.median(a):.3g} | {np.median(b):.3g} | "
-            f"{np.median(a) / np.median(b):.2f} | [{lo:.2f}, {hi:.2f}] | {wins}/{len(shared)} |"
+            f"{np.median(a) / np.median(b):.2f} | [{lo:.2f}, {hi:.2f}] | {sign_counts(d)[0]}/{d.size} |"
         )
     print()
     print(paired_table(finals, args.method, baseline))
