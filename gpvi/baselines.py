@@ -16,12 +16,10 @@ so the two can be tabulated and plotted side by side.
 
 from __future__ import annotations
 
-import math
-import os
-import sys
-import time
+from typing import Any
 
 import torch
+from botorch.models.approximate_gp import ApproximateGPyTorchModel
 from gpytorch.constraints import GreaterThan
 from gpytorch.distributions import MultivariateNormal
 from gpytorch.kernels import Kernel, MaternKernel, ScaleKernel
@@ -32,10 +30,11 @@ from gpytorch.models import ApproximateGP
 from gpytorch.variational import CholeskyVariationalDistribution, NaturalVariationalDistribution, VariationalStrategy
 from torch import Tensor
 
-from gpvi.fit import FitResult
-from gpvi.models._inducing import select_inducing_points
+from gpvi.features.selection import select_inducing_points
+from gpvi.fit.batches import minibatches
+from gpvi.progress import FitResult, StepLoop
 
-__all__ = ["GPyTorchSVGP", "default_kernel", "fit_gpytorch_svgp", "predict_gpytorch_svgp"]
+__all__ = ["GPyTorchSVGP", "GPyTorchSVGPModel", "default_kernel", "fit_gpytorch_svgp", "predict_gpytorch_svgp"]
 
 
 def default_kernel(train_X: Tensor) -> ScaleKernel:
@@ -113,13 +112,6 @@ class GPyTorchSVGP(ApproximateGP):
         return cls(Z, kernel=kernel, natural=natural), likelihood
 
 
-def _show_progress(progress: bool | None) -> bool:
-    """Explicit choice, else a bar only on a terminal and never under pytest (as `gpvi.fit`)."""
-    if progress is not None:
-        return progress
-    return sys.stderr.isatty() and "PYTEST_CURRENT_TEST" not in os.environ
-
-
 def fit_gpytorch_svgp(
     model: ApproximateGP,
     likelihood: GaussianLikelihood,
@@ -169,59 +161,29 @@ def fit_gpytorch_svgp(
     mll = VariationalELBO(likelihood, model, num_data=N, combine_terms=False)
     params = list({id(p): p for p in [*model.parameters(), *likelihood.parameters()]}.values())
     adam = torch.optim.Adam(params, lr=lr)
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-
-    bar = None
-    if _show_progress(progress):
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, desc="gpytorch SVGP", leave=False)
-
-    history: list[dict[str, float]] = []
-    reason, start, step = "max_steps", time.perf_counter(), 0
+    loop = StepLoop(steps, desc="gpytorch SVGP", progress=progress)
+    reason = "max_steps"
     model.train()
     likelihood.train()
-    batches = _minibatches(N, B, gen)
+    batches = minibatches(X, y, B, seed=seed)
     try:
-        for step in range(1, steps + 1):
-            idx = next(batches).to(X.device)
-            ell, kl, log_prior = mll(model(X[idx]), y[idx])[:3]
-            loss = -(ell - kl + log_prior)
-            adam.zero_grad(set_to_none=True)
-            loss.backward()
-            adam.step()
-            record = {
-                "step": step,
-                "elbo": -float(loss.detach()) * N,
-                "expected_log_lik": float(ell.detach()) * N,
-                "kl": float(kl.detach()) * N,
-                "time": time.perf_counter() - start,
-            }
-            history.append(record)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(elbo=f"{record['elbo']:.4g}")
-            if not math.isfinite(record["elbo"]):
-                reason = "non-finite"
-                break
+        with loop:
+            for _ in loop.steps():
+                batch = next(batches)
+                ell, kl, log_prior = mll(model(batch.X), batch.Y)[:3]
+                loss = -(ell - kl + log_prior)
+                adam.zero_grad(set_to_none=True)
+                loss.backward()
+                adam.step()
+                parts = {"elbo": -float(loss.detach()) * N, "expected_log_lik": float(ell.detach()) * N}
+                parts["kl"] = float(kl.detach()) * N
+                reason = loop.record(parts["elbo"], parts) or reason
+                if reason != "max_steps":
+                    break
     finally:
-        if bar is not None:
-            bar.close()
         model.eval()
         likelihood.eval()
-    return FitResult(history, time.perf_counter() - start, reason, step if history else 0)
-
-
-def _minibatches(N: int, B: int, gen: torch.Generator):
-    """Endless shuffled epochs of index batches (the full range when B = N)."""
-    if B == N:
-        full = torch.arange(N)
-        while True:
-            yield full
-    while True:
-        perm = torch.randperm(N, generator=gen)
-        for i in range(0, N - B + 1, B):
-            yield perm[i : i + B]
+    return loop.result(reason)
 
 
 @torch.no_grad()
@@ -249,3 +211,45 @@ def predict_gpytorch_svgp(
         means.append(mean)
         variances.append(var)
     return torch.cat(means), torch.cat(variances)
+
+
+class GPyTorchSVGPModel(ApproximateGPyTorchModel):
+    """gpytorch's SVGP (`GPyTorchSVGP` + `GaussianLikelihood`) as a BoTorch model that fits itself.
+
+    The regression studies' peer "gpytorch-svgp" (`gpvi.models.registry`): built from data like
+    ``GPyTorchSVGP.from_data``, trained by `fit` (Adam on the `VariationalELBO`,
+    `fit_gpytorch_svgp`), predicted through BoTorch's `posterior` (``observation_noise=True`` adds
+    the likelihood's noise, as `predict_gpytorch_svgp` does).
+    """
+
+    def __init__(
+        self,
+        train_X: Tensor,
+        train_Y: Tensor,
+        num_inducing: int = 128,
+        inducing: str | Tensor = "kmeans",
+        *,
+        seed: int = 0,
+    ) -> None:
+        base, likelihood = GPyTorchSVGP.from_data(train_X, num_inducing, inducing, seed=seed)
+        super().__init__(model=base, likelihood=likelihood, num_outputs=1)
+        self.train_X, self.train_Y = train_X, train_Y
+
+    def fit(
+        self,
+        *,
+        max_steps: int = 1000,
+        batch_size: int | None = 1024,
+        lr: float = 0.01,
+        seed: int = 0,
+        progress: bool | None = None,
+    ) -> FitResult:
+        """Adam on the minibatch `VariationalELBO` (`fit_gpytorch_svgp`)."""
+        return fit_gpytorch_svgp(
+            self.model, self.likelihood, self.train_X, self.train_Y, max_steps, batch_size, lr, progress, seed=seed
+        )
+
+    def posterior(self, X: Tensor, *args: Any, **kwargs: Any) -> Any:
+        self.model.eval()
+        self.likelihood.eval()
+        return super().posterior(X, *args, **kwargs)

@@ -280,7 +280,7 @@ def _report_study(args: argparse.Namespace) -> int:
 
 
 def _status_study(args: argparse.Namespace) -> int:
-    from gpvi.studies.report import status_text
+    from gpvi.studies.status import status_text
     from gpvi.studies.store import Store
 
     path = _store_path(args.source, args.db)

@@ -4,7 +4,6 @@ import torch
 from gpytorch.distributions import MultivariateNormal
 
 from gpvi import SVGP
-from gpvi.fit import svgp_natural_gradient_step
 
 
 def toy_data(n=15, seed=0):
@@ -20,7 +19,7 @@ def optimal_svgp_at_data(X, Y, noise=0.05, mean=0.3, jitter=1e-10):
     model.likelihood.noise = noise
     model.model.mean_module.constant.data.fill_(mean)
     model.train()
-    svgp_natural_gradient_step(model, X, Y[:, 0], step=1.0)
+    model.natural_gradient_step(X, Y[:, 0], step=1.0)
     return model.eval()
 
 

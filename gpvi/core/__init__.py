@@ -7,10 +7,12 @@ from gpvi.core.likelihoods import (
     LogitBernoulliLikelihood,
     expected_log_prob,
     expected_log_prob_and_grads,
+    likelihood_layout,
 )
 from gpvi.core.linalg import NotPSDError, cholesky, gram, gram_and_project
 from gpvi.core.objectives import ElboParts, collapsed_elbo, elbo, ep_log_marginal, kl_whitened
-from gpvi.core.sites import GaussianSites, sites_from_grads
+from gpvi.core.optim import guarded_lbfgs
+from gpvi.core.sites import GaussianSites, PointSites, batch_sites, sites_from_grads
 
 __all__ = [
     "ElboParts",
@@ -19,6 +21,8 @@ __all__ = [
     "GaussianSites",
     "LogitBernoulliLikelihood",
     "NotPSDError",
+    "PointSites",
+    "batch_sites",
     "cholesky",
     "collapsed_elbo",
     "cross_covariance",
@@ -28,6 +32,8 @@ __all__ = [
     "expected_log_prob_and_grads",
     "gram",
     "gram_and_project",
+    "guarded_lbfgs",
     "kl_whitened",
+    "likelihood_layout",
     "sites_from_grads",
 ]

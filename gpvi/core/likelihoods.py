@@ -169,6 +169,17 @@ def _softmax_mc(likelihood: SoftmaxLikelihood, y: Tensor, mean: Tensor, var: Ten
     return log_p.gather(-1, labels).squeeze(-1).mean(-1)
 
 
+def likelihood_layout(likelihood: Likelihood, *latent: Tensor) -> tuple[Tensor, ...]:
+    """Marginals in the latent layout (*b, P, N) -> the layout ``likelihood`` reads.
+
+    `SoftmaxLikelihood` reads its C latents last, (*b, N, C); every other likelihood reads (*b, P, N)
+    (P independent outputs, or (*b, N) for one). Applied to the site derivatives it is its own inverse.
+    """
+    if isinstance(likelihood, SoftmaxLikelihood):
+        return tuple(t.transpose(-1, -2) for t in latent)
+    return latent
+
+
 def expected_log_prob_and_grads(
     likelihood: Likelihood,
     y: Tensor,
@@ -215,4 +226,5 @@ __all__ = [
     "LogitBernoulliLikelihood",
     "expected_log_prob",
     "expected_log_prob_and_grads",
+    "likelihood_layout",
 ]

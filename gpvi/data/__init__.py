@@ -4,15 +4,16 @@
 looked for); ``synthetic.gp_draw`` gives exact GP prior draws with known hyperparameters;
 ``classification`` wraps scikit-learn's bundled breast-cancer and digits sets; ``multitask`` holds
 many-curve (multi-task) data: the MagmaClust-style ``simulate_multitask`` mixture and the World Bank
-``fertility`` curves.
+``fertility`` curves; ``tasks`` pads many tasks into one batch on their union grid.
 """
 
 from __future__ import annotations
 
-from gpvi.data import classification, multitask, synthetic, uci
+from gpvi.data import classification, multitask, synthetic, tasks, uci
 from gpvi.data.classification import breast_cancer, digits, train_test_split
 from gpvi.data.multitask import MultiTaskData, fertility
 from gpvi.data.synthetic import GPDraw, banana, gp_draw
+from gpvi.data.tasks import TaskBatch, pad_tasks, task_lists
 from gpvi.data.uci import UCIData
 
 load_uci = uci.load
@@ -22,6 +23,7 @@ simulate_multitask = multitask.simulate
 __all__ = [
     "GPDraw",
     "MultiTaskData",
+    "TaskBatch",
     "UCIData",
     "available_uci",
     "banana",
@@ -33,7 +35,10 @@ __all__ = [
     "load_uci",
     "multitask",
     "simulate_multitask",
+    "pad_tasks",
     "synthetic",
+    "task_lists",
+    "tasks",
     "train_test_split",
     "uci",
 ]

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gpvi.data.tasks import TaskBatch, pad_tasks
 from gpvi.data.uci import ENV_VAR
 
 __all__ = ["FERTILITY_AGGREGATES", "MultiTaskData", "default_fertility_root", "fertility", "simulate"]
@@ -209,6 +210,10 @@ class MultiTaskData:
         )
 
     # ------------------------------------------------------------------ long format
+
+    def padded(self, grid: Tensor | None = None) -> TaskBatch:
+        """The tasks as one padded batch on their union grid (`gpvi.data.tasks.pad_tasks`)."""
+        return pad_tasks(self.inputs, self.outputs, grid)
 
     def to_long(self) -> tuple[Tensor, Tensor, Tensor]:
         """Stack all tasks.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+import torch
 from gpytorch.kernels import Kernel
 from gpytorch.means import Mean
 from gpytorch.module import Module
@@ -44,6 +45,13 @@ class InducingFeatures(Module, ABC):
     @abstractmethod
     def prior_mean(self, mean_module: Mean) -> Tensor:
         """E[u] under the prior, (*b, M)."""
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the features' parameters or buffers (torch's default when they have none)."""
+        for t in list(self.parameters()) + list(self.buffers()):
+            return t.dtype
+        return torch.get_default_dtype()
 
     @property
     def locations(self) -> Tensor | None:

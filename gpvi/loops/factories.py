@@ -4,28 +4,31 @@ A loop never fits a model itself: it asks its factory. Every factory builds its 
 BoTorch's transforms, `Normalize(d, bounds)` on the inputs and `Standardize(1)` on the outputs,
 so the models see the unit cube and standardised targets whatever the problem's scale.
 
-- `SingleTaskGPFactory`: BoTorch's exact GP, fitted by `fit_gpytorch_mll` (the baseline; cold
-  start, exactly BoTorch's default behaviour).
-- `SVGPFactory`: gpvi's SVGP with SingleTaskGP's own kernel and priors, fitted by `gpvi.fit` with
-  a step cap (q in closed form, L-BFGS on the collapsed bound; never BoTorch's scipy fit of an
-  SVGP), from the prior's initial values like SingleTaskGP (or warm-started, ``warm_start=True``);
-  between full refits `update()` absorbs new points with a short warm refit.
-- `DualSVGPFactory`: gpvi's `DualSVGP` (closed-form sites for Gaussian data, L-BFGS on the
-  collapsed bound), started likewise.
+- `BoTorchFactory` (`SingleTaskGPFactory`): a BoTorch model of the registry fitted by
+  `fit_gpytorch_mll` (the baseline; cold start, exactly BoTorch's default behaviour).
+- `GPVIFactory` (`SVGPFactory`, `DualSVGPFactory`): any gpvi model of the registry with
+  SingleTaskGP's own kernel and priors, fitted by `gpvi.fit` with a step cap (for SVGP: q in closed
+  form, L-BFGS on the collapsed bound; never BoTorch's scipy fit of an SVGP), from the prior's
+  initial values like SingleTaskGP (or warm-started); between full refits `update()` absorbs the
+  new points (`model.update`) and takes a short warm refit.
 - `MagmaClustFactory`: a new task under a MagmaClust prior learned from related past tasks.
 - `CallableFactory`: any ``fn(train_X, train_Y) -> fitted Model`` (refit from scratch each time).
+
+`make_factory(name)` reads the model registry (`gpvi.models.registry`): a model registered there
+serves the loops with its "bo" defaults, without a line here.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from botorch.models.model import Model
 from botorch.models.transforms.input import Normalize
 from botorch.models.transforms.outcome import Standardize
 from torch import Tensor
+
+from gpvi.models.registry import ModelEntry, get_model, load_object
 
 WarmState = dict[str, Tensor] | None
 
@@ -48,20 +51,26 @@ class ModelFactory:
         return None
 
 
-class SingleTaskGPFactory(ModelFactory):
-    """BoTorch's `SingleTaskGP`, fitted with `fit_gpytorch_mll` (L-BFGS-B on the exact marginal likelihood)."""
+class BoTorchFactory(ModelFactory):
+    """A BoTorch model of the registry (default `SingleTaskGP`), fitted with `fit_gpytorch_mll`.
 
-    name = "singletaskgp"
+    Args:
+        model: The registered name ("singletaskgp").
+        model_options: Passed to the model's constructor.
+    """
 
-    def __init__(self, **model_options: Any) -> None:
+    def __init__(self, model: str = "singletaskgp", **model_options: Any) -> None:
+        self.entry = get_model(model)
+        if self.entry.trainer != "botorch":
+            raise ValueError(f"{model!r} is not a BoTorch model fitted by fit_gpytorch_mll.")
+        self.name = self.entry.name
         self.model_options = model_options
 
     def fit(self, train_X: Tensor, train_Y: Tensor, bounds: Tensor, warm: WarmState = None) -> Model:
         from botorch.fit import fit_gpytorch_mll
-        from botorch.models import SingleTaskGP
         from gpytorch.mlls import ExactMarginalLogLikelihood
 
-        model = SingleTaskGP(
+        model = self.entry.build(
             train_X,
             train_Y,
             input_transform=Normalize(train_X.shape[-1], bounds=bounds),
@@ -72,26 +81,36 @@ class SingleTaskGPFactory(ModelFactory):
         return model
 
 
-class SVGPFactory(ModelFactory):
-    """gpvi's `SVGP` with a step-capped fit: by default SingleTaskGP's model while n ≤ M, sparse beyond.
+class SingleTaskGPFactory(BoTorchFactory):
+    """BoTorch's `SingleTaskGP`, fitted with `fit_gpytorch_mll` (L-BFGS-B on the exact marginal likelihood)."""
+
+    def __init__(self, **model_options: Any) -> None:
+        super().__init__("singletaskgp", **model_options)
+
+
+class GPVIFactory(ModelFactory):
+    """A gpvi model of the registry with a step-capped fit: by default SingleTaskGP's model while n ≤ M.
+
+    Options left as None take the model's "bo" defaults from the registry.
 
     Args:
+        model: The registered name ("svgp", "dual-svgp", ...).
         num_inducing: M (capped at n, so small data sets get Z = X).
-        max_steps: Steps of the first (cold) fit (L-BFGS evaluations for ``fit="collapsed"``).
+        max_steps: Steps of the first (cold) fit (L-BFGS evaluations for the collapsed recipe).
         warm_steps: Steps of a fit warm-started from the previous model's hyperparameters.
-        update_steps: Steps of `update()` between full refits.
-        lr: Adam's learning rate for the hyperparameters (``fit="ngd"``).
+        update_steps: Steps of the refit after `update()` between full refits.
+        lr: Adam's learning rate for the hyperparameters (recipes that use one).
         inducing: Initial inducing inputs: "kmeans" or "greedy".
         kernel: "singletaskgp" (default): BoTorch SingleTaskGP's own kernel and likelihood (RBF with
             the dimension-scaled lengthscale prior, log-normal noise prior; `gpvi.models.priors`), so
             that a comparison with SingleTaskGP isolates the inference; "matern": gpvi's SVGP default
             (Matérn-5/2 ARD with an outputscale, no priors).
-        fit: "collapsed" (default): q exact in closed form and L-BFGS on the collapsed bound plus the
-            log prior (with Z = X this is SingleTaskGP's MAP fit); "ngd": natural-gradient steps on q
-            plus Adam.
+        fit: "collapsed": q exact in closed form and L-BFGS on the collapsed bound plus the log prior
+            (with Z = X this is SingleTaskGP's MAP fit); "ngd": natural-gradient steps on q plus
+            Adam; "default": the model's own default recipe.
         warm_start: Start each full refit from the previous model's hyperparameters (capped at
             ``warm_steps``) instead of from the kernel's initial values (``max_steps``). Default: on
-            for "ngd"; for "collapsed" off while n ≤ M (Z = X: SingleTaskGP's model, started like
+            for "ngd"; otherwise off while n ≤ M (Z = X: SingleTaskGP's model, started like
             SingleTaskGP) and on beyond (where a cold L-BFGS over Z costs as much as an exact fit).
             Cold starts matter on noisy problems: a chain of warm starts drifts into the
             higher-posterior but degenerate mode of lengthscales at their 0.025 bound and
@@ -101,43 +120,45 @@ class SVGPFactory(ModelFactory):
             Z = X, where the collapsed bound is the exact marginal likelihood (its maximum over Z).
     """
 
-    name = "svgp"
-    optimizer = "ngd"
+    FITS: ClassVar[tuple[str, ...]] = ("collapsed", "ngd", "default")
 
     def __init__(
         self,
+        model: str = "svgp",
+        *,
         num_inducing: int = 128,
-        max_steps: int = 300,
-        warm_steps: int = 100,
-        update_steps: int = 20,
+        max_steps: int | None = None,
+        warm_steps: int | None = None,
+        update_steps: int | None = None,
         lr: float = 0.05,
         inducing: str = "kmeans",
         kernel: str = "singletaskgp",
-        fit: str = "collapsed",
+        fit: str | None = None,
         warm_start: bool | None = None,
         learn_inducing: bool | None = None,
     ) -> None:
+        self.entry: ModelEntry = get_model(model)
+        if self.entry.trainer != "gpvi":
+            raise ValueError(f"{model!r} is not a gpvi model; use BoTorchFactory or a callable.")
+        defaults = self.entry.options_for("bo")
+        fit = defaults.get("fit", "default") if fit is None else fit
         if kernel not in ("singletaskgp", "matern"):
             raise ValueError(f"`kernel` must be 'singletaskgp' or 'matern', got {kernel!r}.")
-        if fit not in ("collapsed", "ngd"):
-            raise ValueError(f"`fit` must be 'collapsed' or 'ngd', got {fit!r}.")
+        if fit not in self.FITS:
+            raise ValueError(f"`fit` must be one of {self.FITS}, got {fit!r}.")
+        self.name = self.entry.name
         self.num_inducing = num_inducing
-        self.max_steps = max_steps
-        self.warm_steps = warm_steps
-        self.update_steps = update_steps
+        self.max_steps = defaults.get("max_steps", 300) if max_steps is None else max_steps
+        self.warm_steps = defaults.get("warm_steps", 100) if warm_steps is None else warm_steps
+        self.update_steps = defaults.get("update_steps", 20) if update_steps is None else update_steps
         self.lr = lr
         self.inducing = inducing
         self.kernel = kernel
-        self.objective = "collapsed" if fit == "collapsed" else None
+        self.fit_kind = fit
         self.warm_start = True if warm_start is None and fit == "ngd" else warm_start
         self.learn_inducing = learn_inducing
 
-    def _model_class(self) -> type:
-        from gpvi.models import SVGP
-
-        return SVGP
-
-    def _modules(self, d: int, dtype) -> dict[str, Any]:
+    def _modules(self, d: int, dtype: Any) -> dict[str, Any]:
         if self.kernel == "matern":
             return {}
         from gpvi.models.priors import singletaskgp_modules
@@ -146,9 +167,7 @@ class SVGPFactory(ModelFactory):
         return {"kernel": kernel, "likelihood": likelihood}
 
     def fit(self, train_X: Tensor, train_Y: Tensor, bounds: Tensor, warm: WarmState = None) -> Model:
-        from gpvi.fit import fit
-
-        model = self._model_class()(
+        model = self.entry.build(
             train_X,
             train_Y,
             num_inducing=min(self.num_inducing, train_X.shape[-2]),
@@ -161,18 +180,26 @@ class SVGPFactory(ModelFactory):
         warm = warm if self._uses_warm_start(train_X.shape[-2]) else None
         if warm:
             model.load_state_dict(warm, strict=False)
-        steps = self.warm_steps if warm else self.max_steps
-        fit(model, max_steps=steps, **self._fit_options())
+        self._train(model, self.warm_steps if warm else self.max_steps)
         return model
+
+    def _train(self, model: Model, steps: int) -> None:
+        from gpvi.fit import fit
+        from gpvi.fit.api import recipe_options
+
+        if self.fit_kind == "collapsed":
+            fit(model, recipe="collapsed", max_steps=steps, progress=False)
+        elif self.fit_kind == "ngd":
+            fit(model, recipe="ngd", max_steps=steps, lr=self.lr, progress=False)
+        else:
+            lr = {"lr": self.lr} if "lr" in recipe_options(model) else {}
+            fit(model, max_steps=steps, progress=False, **lr)
 
     def _uses_warm_start(self, n: int) -> bool:
         return self.warm_start if self.warm_start is not None else n > self.num_inducing
 
     def _learns_inducing(self, n: int) -> bool:
         return n > self.num_inducing if self.learn_inducing is None else self.learn_inducing
-
-    def _fit_options(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer, "objective": self.objective, "lr": self.lr, "progress": False}
 
     def warm_state(self, model: Model) -> WarmState:
         """The kernel, mean and likelihood hyperparameters (not q, Z or the transforms' statistics);
@@ -183,41 +210,29 @@ class SVGPFactory(ModelFactory):
         return {k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith(keep)}
 
     def update(self, model: Model, X_new: Tensor, Y_new: Tensor) -> Model | None:
-        return model.update(X_new, Y_new, max_steps=self.update_steps, **self._fit_options())
+        """Absorb the new points (`model.update`), then a warm refit of ``update_steps`` steps."""
+        model.update(X_new, Y_new)
+        self._train(model, self.update_steps)
+        return model
 
 
-class DualSVGPFactory(SVGPFactory):
+class SVGPFactory(GPVIFactory):
+    """gpvi's `SVGP` (`GPVIFactory` with model "svgp"; collapsed fit, 300 / 100 / 20 steps by default)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__("svgp", **options)
+
+
+class DualSVGPFactory(GPVIFactory):
     """gpvi's `DualSVGP` (sites + CVI), fitted by its default recipe with a step cap.
 
     With the loops' Gaussian likelihood that recipe is closed form: L-BFGS on the collapsed bound
-    (each step one evaluation) and exact sites; `update()` appends the new points, takes
-    ``update_steps`` warm L-BFGS evaluations and rewrites the sites exactly. Same arguments as
-    `SVGPFactory` (``lr`` is used only by non-Gaussian recipes).
+    (each step one evaluation) and exact sites (100 / 40 / 10 steps by default); `update()` writes
+    the sites exactly and takes ``update_steps`` warm L-BFGS evaluations.
     """
 
-    name = "dual-svgp"
-    optimizer = "cvi"
-
-    def __init__(
-        self,
-        num_inducing: int = 128,
-        max_steps: int = 100,
-        warm_steps: int = 40,
-        update_steps: int = 10,
-        lr: float = 0.05,
-        inducing: str = "kmeans",
-        kernel: str = "singletaskgp",
-        warm_start: bool | None = None,
-    ) -> None:
-        super().__init__(
-            num_inducing, max_steps, warm_steps, update_steps, lr, inducing, kernel, "collapsed", warm_start
-        )
-        self.objective = None  # the model's default recipe (collapsed for Gaussian data)
-
-    def _model_class(self) -> type:
-        from gpvi.models import DualSVGP
-
-        return DualSVGP
+    def __init__(self, **options: Any) -> None:
+        super().__init__("dual-svgp", **options)
 
 
 class MagmaClustFactory(ModelFactory):
@@ -250,28 +265,24 @@ class CallableFactory(ModelFactory):
         return self.fn(train_X, train_Y)
 
 
-FACTORIES: dict[str, type[ModelFactory]] = {
-    "singletaskgp": SingleTaskGPFactory,
-    "svgp": SVGPFactory,
-    "dual-svgp": DualSVGPFactory,
-}
-
-
 def make_factory(spec: str | ModelFactory | Callable, **options: Any) -> ModelFactory:
-    """A factory from a name ("singletaskgp", "svgp"), a "module:attr" path, a factory or a callable."""
+    """A factory from a registered model name, a "module:attr" path, a factory or a callable."""
     if isinstance(spec, ModelFactory):
         if options:
             raise TypeError("Options go to the factory's constructor when passing a ModelFactory instance.")
         return spec
     if isinstance(spec, str):
-        if spec.lower() in FACTORIES:
-            return FACTORIES[spec.lower()](**options)
         if ":" in spec:
             obj = load_object(spec)
             if isinstance(obj, type) and issubclass(obj, ModelFactory):
                 return obj(**options)
             return make_factory(obj, **options)
-        raise ValueError(f"Unknown model {spec!r}: use one of {sorted(FACTORIES)} or a 'module:callable' path.")
+        entry = get_model(spec.lower())
+        if "bo" not in entry.uses or entry.trainer == "own":
+            raise ValueError(f"Model {spec!r} is not available to the BO loop (uses: {entry.uses}).")
+        if entry.trainer == "botorch":
+            return BoTorchFactory(entry.name, **options)
+        return GPVIFactory(entry.name, **options)
     if callable(spec):
         if options:
             return CallableFactory(lambda X, Y: spec(X, Y, **options), getattr(spec, "__name__", None))
@@ -279,29 +290,15 @@ def make_factory(spec: str | ModelFactory | Callable, **options: Any) -> ModelFa
     raise TypeError(f"`model_factory` must be a name, a ModelFactory or a callable, got {type(spec).__name__}.")
 
 
-def load_object(path: str) -> Any:
-    """Import ``"package.module:attribute"``, with a clear error when it does not exist."""
-    module_name, _, attr = path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(f"Cannot import module {module_name!r} of {path!r}: {err}") from err
-    try:
-        obj = module
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except AttributeError as err:
-        raise ValueError(f"{module_name!r} has no attribute {attr!r} (from {path!r}).") from err
-    return obj
-
-
 __all__ = [
+    "BoTorchFactory",
     "CallableFactory",
+    "DualSVGPFactory",
+    "GPVIFactory",
+    "MagmaClustFactory",
     "ModelFactory",
     "SVGPFactory",
-    "DualSVGPFactory",
-    "MagmaClustFactory",
     "SingleTaskGPFactory",
-    "load_object",
+    "WarmState",
     "make_factory",
 ]

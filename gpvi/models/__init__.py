@@ -1,8 +1,24 @@
-"""User-facing models: BoTorch `Model`s built from data."""
+"""User-facing models: BoTorch `Model`s built from data, and the registry of model names."""
 
-from gpvi.models import _pathwise  # noqa: F401  (registers pathwise-sampling dispatchers)
+from gpvi.models import pathwise  # noqa: F401  (registers pathwise-sampling dispatchers)
+from gpvi.models.base import TrainingData, VariationalGPModel, VariationalGPModule, prepare_training_data
 from gpvi.models.dual_svgp import DualSVGP
 from gpvi.models.priors import singletaskgp_modules, transformed_constraints
-from gpvi.models.svgp import SVGP, SVGPModule
+from gpvi.models.registry import MODELS, ModelEntry, get_model, model_names, register_model
+from gpvi.models.svgp import SVGP
 
-__all__ = ["SVGP", "DualSVGP", "SVGPModule", "singletaskgp_modules", "transformed_constraints"]
+__all__ = [
+    "MODELS",
+    "SVGP",
+    "DualSVGP",
+    "ModelEntry",
+    "TrainingData",
+    "VariationalGPModel",
+    "VariationalGPModule",
+    "get_model",
+    "model_names",
+    "prepare_training_data",
+    "register_model",
+    "singletaskgp_modules",
+    "transformed_constraints",
+]

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from gpvi.core.linalg import cholesky
 from gpvi.multitask.magma import MagmaClust
+from gpvi.multitask.newtask import task_hyperparameters
 
 
 class MixturePosterior(Posterior):
@@ -149,7 +150,7 @@ class MagmaClustTaskModel(Model):
             raise ValueError("MagmaClustTaskModel has a single output.")
         means, covs = self.prior.predictive(self.task, X)
         if observation_noise is not False:
-            noise = self.task.noise if self.task is not None else self.prior._task_hyper_for_new()[1].detach()
+            noise = self.task.noise if self.task is not None else task_hyperparameters(self.prior)[1].detach()
             covs = covs + noise * torch.eye(covs.shape[-1], dtype=covs.dtype, device=covs.device)
         posterior = MixturePosterior(self.weights, means, covs)
         if isinstance(posterior_transform, ScalarizedPosteriorTransform):  # e.g. a minimisation's -f

@@ -9,7 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gpvi.multitask.magma import MagmaClust, MixturePrediction
+from gpvi.multitask.magma import MagmaClust
+from gpvi.multitask.mixture import MixturePrediction
 
 
 def _axes(ax: Any):

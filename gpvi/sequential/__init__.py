@@ -1,5 +1,10 @@
-"""Sequential and dual-parameterised inference: sites per datum, CVI E-steps (memory comes next)."""
+"""Sequential and site-based inference: the EP-like M-step from sites (the memory of past data comes next).
 
-from gpvi.sequential.dual import DualSites, DualSVGPStrategy, batch_sites, dual_step
+The dual (site-parameterised) strategy itself is `gpvi.variational.dual`; its CVI E-step is the
+natural-gradient step of any strategy (`gpvi.variational.elbo.natural_gradient_step`); per-datum
+sites are stored in `gpvi.core.PointSites`.
+"""
 
-__all__ = ["DualSVGPStrategy", "DualSites", "batch_sites", "dual_step"]
+from gpvi.sequential.ep import ep_current_sites, ep_fixed_sites
+
+__all__ = ["ep_current_sites", "ep_fixed_sites"]

@@ -1,11 +1,13 @@
 """Run a study: every (problem, method, seed) run, stored as it happens, resumable, local or on Dask.
 
-The driver is the only process that writes the store. Workers run whole runs and send back a
-message per iteration (`("eval", run_id, rows, checkpoint)`), then `("end", run_id, error)`;
-the driver commits each message in one transaction. Re-running the same study resumes: finished
-runs are skipped; an unfinished or failed run restarts from its committed evaluations and
-checkpoint (`BayesOpt.restore`), and, since every random draw of iteration t is seeded by
-(seed, t), it continues exactly as the uninterrupted run would have.
+The runner knows no kind: the study's kind (`gpvi.studies.kinds`) says how many evaluations a run
+stores and how a run executes. The driver is the only process that writes the store. Workers run
+whole runs and send back the kind's messages (`("eval", run_id, rows, checkpoint)` per iteration,
+or `("metrics", run_id, values)`), then `("end", run_id, error)`; the driver commits each message
+in one transaction. Re-running the same study resumes: finished runs are skipped; an unfinished or
+failed run restarts from its committed evaluations and checkpoint (for BO, `BayesOpt.restore`),
+and, since every random draw of iteration t is seeded by (seed, t), it continues exactly as the
+uninterrupted run would have.
 
 Executors:
 - "local": `workers` processes (spawned, one torch thread each unless ``threads`` says otherwise);
@@ -33,10 +35,10 @@ from typing import Any
 
 import torch
 
-from gpvi.studies.spec import MethodSpec, ProblemSpec, StudySpec, load_spec
+from gpvi.progress import progress_bar, show_progress
+from gpvi.studies.kinds import Emit, get_kind
+from gpvi.studies.spec import StudySpec, load_spec
 from gpvi.studies.store import Run, Store
-
-Emit = Callable[[tuple], None]
 
 
 @dataclass
@@ -76,6 +78,7 @@ def run_study(
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"`workers` must be a positive int, got {workers!r}.")
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    kind = get_kind(spec.kind)
     problems = {p.label: p for p in spec.problems}
     methods = {m.name: m for m in spec.methods}
     with Store(db) as store:
@@ -83,17 +86,18 @@ def run_study(
         if meta.get("study") not in (None, spec.name):
             raise ValueError(f"{db} holds study {meta['study']!r}, not {spec.name!r}; use another --db.")
         store.set_meta(study=spec.name, kind=spec.kind, spec=spec.text, **({} if meta else {"created": _now()}))
-        info = _problem_info(spec)
-        store.ensure_runs(spec.name, spec.run_keys(), spec.budget, {k: v[0] for k, v in info.items()})
+        store.ensure_runs(spec.name, spec.run_keys(), spec.budget, kind.optimal_values(spec))
+        expected = {p.label: kind.expected_evaluations(spec, p) for p in spec.problems}
         runs = [
             r for r in store.runs(spec.name) if r.status != "done" and r.problem in problems and r.method in methods
         ]
         runs.sort(key=lambda r: (r.seed, r.run_id))  # seed-major: a partial study covers every cell
         skipped = len(store.runs(spec.name, status="done"))
-        tasks = [
-            _task(spec, r, problems[r.problem], methods[r.method], store, threads, workers, info.get(r.problem))
-            for r in runs
-        ]
+
+        def task_of(r: Run) -> dict:  # a task that resumes from what the store holds now
+            return _task(spec, r, problems[r.problem], methods[r.method], store, threads, workers, expected[r.problem])
+
+        tasks = [task_of(r) for r in runs]
         driver = _Driver(store, spec, tasks, log, progress)
         if not tasks:
             log(f"{spec.name}: all {skipped} runs are done.")
@@ -105,14 +109,7 @@ def run_study(
                 execute_run(task, driver.handle)
         else:
             by_id = {r.run_id: r for r in runs}
-
-            def refresh(run_id: int) -> dict:  # a task that resumes from what the store holds now
-                r = by_id[run_id]
-                return _task(
-                    spec, r, problems[r.problem], methods[r.method], store, threads, workers, info.get(r.problem)
-                )
-
-            _run_local_pool(driver, tasks, workers, refresh)
+            _run_local_pool(driver, tasks, workers, lambda run_id: task_of(by_id[run_id]))
         driver.close()
         return StudyOutcome(Path(db), driver.done, driver.failed, skipped)
 
@@ -120,15 +117,13 @@ def run_study(
 # -- the driver: the only writer --------------------------------------------------------------
 class _Driver:
     def __init__(self, store: Store, spec: StudySpec, tasks: list[dict], log: Callable, progress: bool | None):
-        from gpvi.fit import _progress_bar, _show_progress
-
         self.store, self.spec, self.log = store, spec, log
         self.labels = {
             t["run_id"]: f"{t['problem']['label']} / {t['method']['name']} / seed {t['seed']}" for t in tasks
         }
         self.remaining = {t["run_id"] for t in tasks}
         total = sum(t["expected"] - len(t["evaluations"]) for t in tasks)
-        self.bar = _progress_bar(total, _show_progress(progress), desc=f"study {spec.name}")
+        self.bar = progress_bar(total, show_progress(progress), desc=f"study {spec.name}")
         self.done = self.failed = 0
         self.last: dict[int, dict] = {}
 
@@ -184,28 +179,22 @@ class _Driver:
 def _task(
     spec: StudySpec,
     run: Run,
-    problem: ProblemSpec,
-    method: MethodSpec,
+    problem: Any,
+    method: Any,
     store: Store,
     threads: int | None,
     workers: int,
-    info: tuple[float | None, int] | None,
+    expected: int,
 ) -> dict:
-    evaluations = store.evaluations(run.run_id) if spec.kind == "bo" else []
+    kind = get_kind(spec.kind)
+    evaluations = store.evaluations(run.run_id) if kind.stores_evaluations else []
     state = store.state(run.run_id)
-    num_initial = spec.num_initial
-    if spec.kind == "regression":
-        expected = 1
-    else:
-        dim = info[1] if info else 1
-        expected = spec.budget * spec.q + (num_initial if num_initial is not None else max(5, 2 * dim + 1))
     return {
         "kind": spec.kind,
         "run_id": run.run_id,
         "seed": run.seed,
         "budget": spec.budget,
-        "q": spec.q,
-        "num_initial": num_initial,
+        "options": dict(spec.options),
         "problem": dataclasses.asdict(problem),
         "method": dataclasses.asdict(method),
         "evaluations": evaluations,
@@ -219,16 +208,6 @@ def _task(
     }
 
 
-def _problem_info(spec: StudySpec) -> dict[str, tuple[float | None, int]]:
-    """{label: (optimal value, dimension)} of a BO study's problems."""
-    if spec.kind != "bo":
-        return {}
-    from gpvi.studies.problems import make_problem
-
-    problems = {p.label: make_problem(p) for p in spec.problems}
-    return {k: (p.optimal_value, p.bounds.shape[-1]) for k, p in problems.items()}
-
-
 # -- what a worker runs -----------------------------------------------------------------------
 def execute_run(task: dict, emit: Emit) -> None:
     """Run one task to its end, emitting messages; never raises (a failure becomes an "end" message)."""
@@ -236,81 +215,11 @@ def execute_run(task: dict, emit: Emit) -> None:
     try:
         if task["threads"]:
             torch.set_num_threads(task["threads"])
-        if task["kind"] == "regression":
-            from gpvi.studies.regression import run_regression
-
-            emit(("metrics", run_id, run_regression(task)))
-        else:
-            _run_bo(task, emit)
+        get_kind(task["kind"]).run(task, emit)
     except Exception:  # stored and reported; the study goes on
         emit(("end", run_id, traceback.format_exc()))
         return
     emit(("end", run_id, None))
-
-
-def _run_bo(task: dict, emit: Emit) -> None:
-    from gpvi.loops.bo import BayesOpt
-    from gpvi.studies.problems import make_problem
-
-    problem = make_problem(ProblemSpec(**task["problem"]))
-    method = MethodSpec(**task["method"])
-    seed, run_id = task["seed"], task["run_id"]
-    loop = BayesOpt(
-        problem.bounds,
-        model_factory=method.model if method.model != "random" else "svgp",
-        acquisition="random" if method.model == "random" else method.acquisition,
-        q=task["q"],
-        num_initial=task["num_initial"],
-        refit_every=method.refit_every,
-        minimize=True,
-        seed=seed,
-        model_options=method.options or None,
-        acquisition_options=method.acquisition_options or None,
-    )
-    done = task["evaluations"]
-    loop.restore(_batches(done, problem.bounds), task["checkpoint"])
-    best = min((r["y_true"] for r in done), default=float("inf"))
-    idx = len(done)
-    while loop.iteration <= task["budget"]:
-        iteration = loop.iteration
-        X = loop.suggest()
-        start = time.perf_counter()
-        y, y_true = problem.evaluate(X, seed, iteration)
-        eval_time = time.perf_counter() - start
-        loop.observe(X, y.unsqueeze(-1))
-        timing = loop.timings[-1]
-        rows = []
-        for x_i, y_i, t_i in zip(X.tolist(), y.tolist(), y_true.tolist(), strict=True):
-            best = min(best, t_i)
-            regret = None if problem.optimal_value is None else best - problem.optimal_value
-            rows.append(
-                {
-                    "idx": idx,
-                    "iteration": iteration,
-                    "x": x_i,
-                    "y": y_i,
-                    "y_true": t_i,
-                    "best": best,
-                    "regret": regret,
-                    "fit_time": timing["fit_time"],
-                    "acq_time": timing["acq_time"],
-                    "eval_time": eval_time / len(y),
-                    "n_train": timing["n_train"],
-                }
-            )
-            idx += 1
-        emit(("eval", run_id, rows, loop.checkpoint()))
-
-
-def _batches(rows: list[dict], like: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Stored evaluations grouped by iteration -> [(X, Y observed)], the initial design first."""
-    out: list[tuple[torch.Tensor, torch.Tensor]] = []
-    for iteration in sorted({r["iteration"] for r in rows}):
-        group = [r for r in rows if r["iteration"] == iteration]
-        X = torch.tensor([r["x"] for r in group], dtype=like.dtype, device=like.device)
-        Y = torch.tensor([[r["y"]] for r in group], dtype=like.dtype, device=like.device)
-        out.append((X, Y))
-    return out
 
 
 # -- local process pool -----------------------------------------------------------------------

@@ -27,21 +27,21 @@ terms are detached from the hyperparameters. Nothing is cached in train mode.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 from typing import Any, NamedTuple
 
 import torch
 from gpytorch.distributions import MultivariateNormal
-from gpytorch.module import Module
-from gpytorch.variational import CholeskyVariationalDistribution, _VariationalDistribution, _VariationalStrategy
+from gpytorch.variational import CholeskyVariationalDistribution, _VariationalDistribution
 from gpytorch.variational.variational_strategy import ComputePredictiveUpdates
 from linear_operator.operators import DiagLinearOperator, MatmulLinearOperator, SumLinearOperator
 from torch import Tensor
 
-from gpvi.core.linalg import cholesky, default_jitter, eye_like, symmetrize, tri_solve
+from gpvi.core.linalg import eye_like, symmetrize, tri_solve
 from gpvi.core.objectives import kl_whitened
+from gpvi.core.sites import GaussianSites
 from gpvi.features.base import InducingFeatures
+from gpvi.variational.base import InducingMarginals, InducingStrategy
 
 
 class WhitenedTerms(NamedTuple):
@@ -73,68 +73,50 @@ class FixedGaussian(_VariationalDistribution):
         """Nothing to initialise: the distribution is given."""
 
 
-class Marginals(NamedTuple):
-    """q(f(x)) marginals: mean = prior_mean + centred_mean; all (*b, N) except Kuf (*b, M, N), L (*b, M, M)."""
-
-    prior_mean: Tensor
-    centred_mean: Tensor
-    var: Tensor
-    Kuf: Tensor
-    chol_Kuu: Tensor
-
-
-class WhitenedSVGPStrategy(_VariationalStrategy):
+class WhitenedSVGPStrategy(InducingStrategy):
     """Whitened SVGP over any `InducingFeatures` (see the module docstring for the formulas).
 
+    Site coordinates (`sites`, `set_sites`, ``marginals(x).projection``): whitened v = L⁻¹(u − E[u]),
+    q(v) ∝ N(v; 0, I) t(v).
+
     Args:
-        model: The gpytorch `ApproximateGP` owning ``mean_module`` and ``covar_module``.
         features: The inducing features (inducing points, or inter-domain features).
-        variational_distribution: q(v); a `CholeskyVariationalDistribution` of shape (*b, M).
+        variational_distribution: q(v); default a `CholeskyVariationalDistribution` of shape
+            (*batch_shape, M) in the features' dtype (initialised to the prior).
         jitter: Added to the diagonal of Kuu (default 1e-6 in float64).
         whiten: If False, q's parameters describe the centred u − E[u] = L v directly
             (unwhitened); the algebra maps them to v with L⁻¹ first, so both give the same q(f).
+        batch_shape: Batch shape of the default q (one q per latent output).
     """
 
+    #: The coordinates of `sites` and of the marginals' projection: "whitened" v or "u" (u − E[u]).
+    site_space: str = "whitened"
     #: In training, use the A = L⁻¹Kuf algebra when M >= interp_threshold · N (see `_marginal_updates`).
     interp_threshold: float = 0.5
 
     def __init__(
         self,
-        model: Module,
         features: InducingFeatures,
-        variational_distribution: CholeskyVariationalDistribution,
+        variational_distribution: _VariationalDistribution | None = None,
         jitter: float | None = None,
         whiten: bool = True,
+        *,
+        batch_shape: torch.Size = torch.Size(),  # noqa: B008
     ) -> None:
-        # The base __init__ insists on registering an `inducing_points` tensor of its own; here
-        # the features are the single source of truth, so only Module's init runs.
-        Module.__init__(self)
-        object.__setattr__(self, "model", model)
-        self.features = features
+        super().__init__(features, jitter)
+        if variational_distribution is None:
+            variational_distribution = CholeskyVariationalDistribution(features.num_inducing, batch_shape=batch_shape)
+            variational_distribution = variational_distribution.to(dtype=features.dtype)
         self._variational_distribution = variational_distribution
-        self._jitter_val = jitter
         self.whiten = whiten
-        self.register_buffer("variational_params_initialized", torch.tensor(0))
         self._eval_cache: tuple[tuple, WhitenedTerms] | None = None
 
-    # -- what BoTorch and gpytorch read ---------------------------------------------------------
-    @property
-    def inducing_points(self) -> Tensor:
-        """Z (*b, M, D) for point features (read by BoTorch's pathwise sampling)."""
-        Z = self.features.locations
-        if Z is None:
-            raise AttributeError(f"{type(self.features).__name__} features have no input locations.")
-        return Z
-
-    @property
-    def jitter_val(self) -> float:
-        if self._jitter_val is None:
-            return default_jitter(self._dtype)
-        return self._jitter_val
-
-    @jitter_val.setter
-    def jitter_val(self, value: float) -> None:
-        self._jitter_val = value
+    @classmethod
+    def from_features(
+        cls, features: InducingFeatures, *, batch_shape: torch.Size, jitter: float | None = None
+    ) -> WhitenedSVGPStrategy:
+        """The default strategy of a model on ``features`` with one q per member of ``batch_shape``."""
+        return cls(features, jitter=jitter, batch_shape=batch_shape)
 
     @property
     def _dtype(self) -> torch.dtype:
@@ -152,6 +134,15 @@ class WhitenedSVGPStrategy(_VariationalStrategy):
         if self.whiten:
             return kl_whitened(*self.q_parameters())
         return kl_whitened(*self.whitened_q(self.whitened_terms().chol_Kuu))
+
+    # -- sites ----------------------------------------------------------------------------------
+    def sites(self) -> GaussianSites:
+        """Whitened sites of q(v): η = S⁻¹m, H = S⁻¹ − I."""
+        return GaussianSites.from_whitened_posterior(*self.whitened_q(self.chol_Kuu()))
+
+    def set_sites(self, sites: GaussianSites) -> None:
+        """q(v) = N((I + H)⁻¹η, (I + H)⁻¹) from whitened sites."""
+        self.set_q(*sites.whitened_posterior())
 
     # -- q(v) -----------------------------------------------------------------------------------
     def q_parameters(self) -> tuple[Tensor, Tensor]:
@@ -176,7 +167,7 @@ class WhitenedSVGPStrategy(_VariationalStrategy):
         (computed at the current hyperparameters when not given).
         """
         if not self.whiten:
-            L = self.compute_terms().chol_Kuu if chol_Kuu is None else chol_Kuu
+            L = self.chol_Kuu() if chol_Kuu is None else chol_Kuu
             mean, scale_tril = (L @ mean.unsqueeze(-1)).squeeze(-1), L @ scale_tril
         q = self._variational_distribution
         q.variational_mean.copy_(mean.expand_as(q.variational_mean))
@@ -215,7 +206,7 @@ class WhitenedSVGPStrategy(_VariationalStrategy):
     def compute_terms(self) -> WhitenedTerms:
         """L, W = L⁻ᵀ(S − I)L⁻¹ by two triangular solves, and L⁻ᵀm (differentiable; no cache)."""
         self._initialize_if_needed()
-        L = self._chol_Kuu()
+        L = self.chol_Kuu()
         mean, tril = self.whitened_q(L)
         inner = tril @ tril.mT - eye_like(L)  # S − I
         middle = tri_solve(L.mT, tri_solve(L, inner, left=False), upper=True)
@@ -223,29 +214,6 @@ class WhitenedSVGPStrategy(_VariationalStrategy):
         if not self.training:  # the marginals see only W's symmetric part; covariances need symmetry
             middle, inner = symmetrize(middle), symmetrize(inner)
         return WhitenedTerms(L, middle, mean_weights, inner)
-
-    def _chol_Kuu(self) -> Tensor:
-        memo = self.__dict__.get("_memo")
-        if memo is not None and "chol_Kuu" in memo:
-            return memo["chol_Kuu"]
-        Kuu = self.features.Kuu(self.model.covar_module)
-        L = cholesky(Kuu + self.jitter_val * eye_like(Kuu), jitter=self.jitter_val, what="Kuu")
-        if memo is not None:
-            memo["chol_Kuu"] = L
-        return L
-
-    @contextlib.contextmanager
-    def shared_terms(self):
-        """Within this block, Kuu's Cholesky factor (and q, where derived from it) is computed once.
-
-        An objective that needs both the marginals and the KL (the ELBO) enters it, so that one
-        evaluation factorises Kuu once; outside it nothing is memoised (no stale autograd graphs).
-        """
-        self.__dict__["_memo"] = {}
-        try:
-            yield
-        finally:
-            self.__dict__["_memo"] = None
 
     # -- q(f) -----------------------------------------------------------------------------------
     def __call__(self, x: Tensor, prior: bool = False, diag: bool = True, **kwargs: Any) -> MultivariateNormal:
@@ -280,13 +248,15 @@ class WhitenedSVGPStrategy(_VariationalStrategy):
         A = tri_solve(terms.chol_Kuu, Kuf)
         return MatmulLinearOperator(A.mT, terms.shift @ A)
 
-    def marginals(self, x: Tensor) -> Marginals:
-        """The marginals of q(f(x)) and the pieces site updates reuse (see `Marginals`)."""
+    def marginals(self, x: Tensor, *, index: Tensor | None = None) -> InducingMarginals:
+        """The marginals of q(f(x)), with Kuf and L for the projections site updates use."""
         kernel = self.model.covar_module
         Kuf = self.features.Kuf(kernel, x)
         L, centred, var_update = self._marginal_updates(Kuf)
         var = kernel(x, diag=True) + var_update
-        return Marginals(self.model.mean_module(x), centred, var.clamp_min(1e-10), Kuf, L)
+        return InducingMarginals(
+            self.model.mean_module(x), centred, var.clamp_min(1e-10), Kuf, L, whitened=self.site_space == "whitened"
+        )
 
     def _marginal_updates(self, Kuf: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(L, Kfu L⁻ᵀm, diag(Kfu W Kuf)) for Kuf (*b, M, N).
@@ -298,7 +268,7 @@ class WhitenedSVGPStrategy(_VariationalStrategy):
         """
         M, N = Kuf.shape[-2:]
         if self.training and M >= self.interp_threshold * N and torch.is_grad_enabled():
-            L = self._chol_Kuu()
+            L = self.chol_Kuu()
             mean, tril = self.whitened_q(L)
             middle = tril @ tril.mT - eye_like(L)
             shape = torch.broadcast_shapes(L.shape[:-2], Kuf.shape[:-2], mean.shape[:-1])
@@ -311,4 +281,4 @@ class WhitenedSVGPStrategy(_VariationalStrategy):
         return terms.chol_Kuu, centred, ((terms.middle @ Kuf) * Kuf).sum(-2)
 
 
-__all__ = ["FixedGaussian", "Marginals", "WhitenedSVGPStrategy", "WhitenedTerms"]
+__all__ = ["FixedGaussian", "WhitenedSVGPStrategy", "WhitenedTerms"]

@@ -24,17 +24,18 @@ import argparse
 
 import numpy as np
 
-from gpvi.studies.report import _eval_rows, _final_values, _groups, _problem_columns, default_baseline
+from gpvi.studies.kinds.bo_report import default_baseline, eval_rows, final_values, problem_columns
 from gpvi.studies.stats import geometric_mean_ratio, paired_log_ratios, sign_counts, sign_test_p
 from gpvi.studies.store import Store
+from gpvi.studies.tables import groups
 
 
 def final_regrets(store: Store) -> dict[tuple[str, str], dict[int, float]]:
     """(problem, method) -> {seed: final simple regret} over the finished runs."""
     runs = store.runs()
-    rows = _eval_rows(store)
-    columns = _problem_columns(runs, rows)
-    return {key: _final_values(group, rows, columns[key[0]]) for key, group in _groups(runs).items()}
+    rows = eval_rows(store)
+    columns = problem_columns(runs, rows)
+    return {key: final_values(group, rows, columns[key[0]]) for key, group in groups(runs).items()}
 
 
 def bootstrap_ratio(a: np.ndarray, b: np.ndarray, draws: int = 2000, seed: int = 0) -> tuple[float, float]:

@@ -41,7 +41,7 @@ def _plain_bound(model) -> torch.Tensor:
     """The Titsias bound with gpytorch's kernel evaluation and autograd's products (no fused nodes)."""
     X, y = model.train_X_model, model.model.train_targets
     kernel, noise = model.model.covar_module, model.likelihood.noise
-    L = model.strategy._chol_Kuu()
+    L = model.strategy.chol_Kuu()
     Kuf = kernel(model.features.Z, X).to_dense()
     r = (y - model.model.mean_module(X)).unsqueeze(-1)
     half = tri_solve(L, Kuf @ Kuf.mT)

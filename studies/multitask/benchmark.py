@@ -161,7 +161,7 @@ def speed(sizes: list[int], max_iter: int) -> None:
         data = simulate_multitask(M, 3, 30, common_grid=False, seed=7)
         model = MagmaClust(data, 3)
         history = model.fit(max_iter=max_iter, progress=False)
-        iters = len(history.elbo)
+        iters = history.num_steps
         print(
             f"| {M} | {M * 30} | {model.data.grid.shape[0]} | {iters} | {history.wall_time:.1f} | "
             f"{history.wall_time / iters:.2f} |",

@@ -7,7 +7,7 @@
 
 What is timed (see studies/perf/README.md for the method):
 - step: forward + backward + Adam step on a random minibatch of B, for `gpvi.SVGP` (objective
-  `gpvi.fit.svgp_elbo`) and for gpytorch's `ApproximateGP` + `VariationalStrategy` +
+  `SVGP.elbo`) and for gpytorch's `ApproximateGP` + `VariationalStrategy` +
   `CholeskyVariationalDistribution` (objective `gpytorch.mlls.VariationalELBO`); both float64,
   same data, same inducing inputs Z, same initial hyperparameters and q. The two models are timed
   in interleaved rounds (alternating which goes first) and the median per-step time is reported.
@@ -125,7 +125,6 @@ class Stepper:
 
 
 def gpvi_stepper(X, y, Z, init, lr=0.01) -> Stepper:
-    from gpvi.fit import svgp_elbo
 
     model = build_gpvi(X, y, Z, init)
     N = X.shape[0]
@@ -137,7 +136,7 @@ def gpvi_stepper(X, y, Z, init, lr=0.01) -> Stepper:
     def step(idx):
         model.train()
         adam.zero_grad(set_to_none=True)
-        parts = svgp_elbo(model, X[idx], Y[idx], num_data=N)
+        parts = model.elbo(X[idx], Y[idx], num_data=N)
         loss = -parts.elbo / N
         loss.backward()
         adam.step()

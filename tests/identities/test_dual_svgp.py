@@ -13,7 +13,6 @@ import gpvi
 from gpvi import DualSVGP
 from gpvi.baselines import GPyTorchSVGP
 from gpvi.core import ExpPoissonLikelihood, GaussianSites
-from gpvi.fit import svgp_elbo, svgp_natural_gradient_step
 from tests.helpers import exact_gp, toy_data
 
 DT = torch.float64
@@ -72,7 +71,7 @@ def test_one_full_step_with_fewer_inducing_points_is_titsias():
     model.dual_step(step=1.0)
     m_u, S_u, bound = _dense_titsias(model, X, Y[:, 0])
     with torch.no_grad():
-        mean, cov = model.sites.posterior(model.strategy._chol_Kuu())
+        mean, cov = model.sites.posterior(model.strategy.chol_Kuu())
     assert_close(mean, m_u, rtol=1e-7, atol=1e-9)
     assert_close(cov, S_u, rtol=1e-7, atol=1e-9)
     model.train()
@@ -105,13 +104,13 @@ def test_sites_in_u_space_are_exact_under_outputscale_changes():
     )
     dual.dual_step(step=1.0)
     plain.train()
-    svgp_natural_gradient_step(plain, X, Y[:, 0], step=1.0)  # the same optimal q, held as (m, S)
+    plain.natural_gradient_step(X, Y[:, 0], step=1.0)  # the same optimal q, held as (m, S)
     with torch.no_grad():
         dual.model.covar_module.outputscale = dual.model.covar_module.outputscale * 3.0
         plain.model.covar_module.outputscale = plain.model.covar_module.outputscale * 3.0
     dual.train()
     assert_close(dual.elbo().elbo, dual.collapsed_elbo(), rtol=1e-9, atol=0)
-    assert svgp_elbo(plain).elbo < dual.elbo().elbo - 1.0  # whitened (m, S) frozen is looser
+    assert plain.elbo().elbo < dual.elbo().elbo - 1.0  # whitened (m, S) frozen is looser
 
 
 def test_collapsed_recipe_maximises_the_bound_and_writes_exact_sites():
@@ -131,7 +130,7 @@ def _gpytorch_twin(model, likelihood):
     """gpytorch's own SVGP with the same Z, kernel, mean and q(u) as ``model`` (whitened Cholesky q)."""
     Z = model.features.locations.detach()
     twin = GPyTorchSVGP(Z, kernel=_copy(model.model.covar_module), mean_module=_copy(model.model.mean_module))
-    L = model.strategy._chol_Kuu().detach()
+    L = model.strategy.chol_Kuu().detach()
     mean_v, tril_v = model.strategy.whitened_q(L)
     q = twin.variational_strategy._variational_distribution
     with torch.no_grad():
@@ -210,7 +209,7 @@ def test_cvi_matches_gpytorch_natural_gradient_steps():
         ngd.zero_grad()
         (-mll(twin(X), Y[:, 0])).backward()
         ngd.step()
-    L = model.strategy._chol_Kuu().detach()
+    L = model.strategy.chol_Kuu().detach()
     mean_v, tril_v = model.strategy.whitened_q(L)
     theirs = twin.variational_strategy._variational_distribution()
     assert_close(mean_v, theirs.mean, rtol=1e-5, atol=1e-6)
@@ -235,7 +234,7 @@ def test_sites_from_a_posterior_and_back_reproduce_it():
     X, f, g = _sparse_data()
     Y = f.unsqueeze(-1)
     model = DualSVGP(X, Y, num_inducing=7)
-    L = model.strategy._chol_Kuu().detach()
+    L = model.strategy.chol_Kuu().detach()
     mean = torch.randn(7, generator=g, dtype=DT)
     tril = torch.tril(torch.randn(7, 7, generator=g, dtype=DT)) * 0.3 + torch.eye(7, dtype=DT) * 0.5
     tril = tril * torch.sign(tril.diagonal()).unsqueeze(0)
@@ -335,8 +334,12 @@ def test_update_absorbs_points_and_bad_options_are_named():
     X, Y = toy_data(20)
     model = DualSVGP(X, Y, num_inducing=20)
     gpvi.fit(model, max_steps=20)
-    model.update(torch.tensor([[0.25]], dtype=DT), torch.tensor([[0.8]], dtype=DT), max_steps=5)
+    model.update(torch.tensor([[0.25]], dtype=DT), torch.tensor([[0.8]], dtype=DT))
     assert model.num_data == 21
+    model.train()  # update absorbs the point exactly: q is the optimal q on all 21 points at the same θ
+    assert_close(model.elbo().elbo, model.collapsed_elbo() + model.log_prior(), rtol=1e-9, atol=0)
+    with pytest.raises(TypeError, match="gpvi.fit"):
+        model.update(torch.tensor([[0.5]], dtype=DT), torch.tensor([[0.1]], dtype=DT), max_steps=5)
     with pytest.raises(ValueError, match="objective"):
         gpvi.fit(gpvi.SVGP(X, Y, num_inducing=5), objective="ep")
     with pytest.raises(ValueError, match="GaussianLikelihood"):

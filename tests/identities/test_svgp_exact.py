@@ -9,7 +9,6 @@ from torch.testing import assert_close
 
 from gpvi import SVGP
 from gpvi.core import ep_log_marginal, expected_log_prob_and_grads, sites_from_grads
-from gpvi.fit import svgp_elbo, svgp_natural_gradient_step
 from tests.helpers import exact_gp, optimal_svgp_at_data, toy_data
 
 
@@ -19,7 +18,7 @@ def test_one_ngd_step_at_data_gives_exact_lml_and_predictions():
     Xs = torch.linspace(-4, 4, 7, dtype=torch.float64).unsqueeze(-1)
     lml, mu, cov = exact_gp(model.model.covar_module, X, Y[:, 0], 0.05, 0.3, Xs)
     model.train()
-    parts = svgp_elbo(model, X, Y[:, 0])
+    parts = model.elbo(X, Y[:, 0])
     model.eval()
     assert_close(parts.elbo, lml, rtol=1e-6, atol=0)
     post = model.posterior(Xs)
@@ -36,7 +35,7 @@ def test_elbo_is_below_lml_before_the_step_and_jitter_bias_is_bounded():
     model.likelihood.noise = 0.05
     lml, _, _ = exact_gp(model.model.covar_module, X, Y[:, 0], 0.05, model.model.mean_module.constant.item(), X)
     model.train()
-    assert svgp_elbo(model, X, Y[:, 0]).elbo < lml - 1.0
+    assert model.elbo(X, Y[:, 0]).elbo < lml - 1.0
 
 
 @pytest.mark.parametrize("whiten", [True, False])
@@ -45,8 +44,8 @@ def test_whitened_and_unwhitened_parameterisations_agree(whiten):
     model = SVGP(X, Y, num_inducing=X.shape[0], learn_inducing=False, jitter=1e-10, whiten=whiten)
     model.likelihood.noise = 0.05
     model.train()
-    svgp_natural_gradient_step(model, X, Y[:, 0], step=1.0)
-    elbo = svgp_elbo(model, X, Y[:, 0]).elbo
+    model.natural_gradient_step(X, Y[:, 0], step=1.0)
+    elbo = model.elbo(X, Y[:, 0]).elbo
     lml, _, _ = exact_gp(model.model.covar_module, X, Y[:, 0], 0.05, model.model.mean_module.constant.item(), X)
     assert_close(elbo, lml, rtol=1e-6, atol=0)
 
@@ -59,9 +58,9 @@ def test_minibatch_elbo_averaged_over_an_epoch_equals_full_batch():
     model.train()
     with torch.no_grad():  # a non-trivial q
         model.strategy._variational_distribution.variational_mean.normal_()
-    full = svgp_elbo(model, X, Y[:, 0])
+    full = model.elbo(X, Y[:, 0])
     perm = torch.randperm(60)
-    batches = [svgp_elbo(model, X[i], Y[i, 0], num_data=60) for i in perm.split(15)]
+    batches = [model.elbo(X[i], Y[i, 0], num_data=60) for i in perm.split(15)]
     assert_close(torch.stack([b.elbo for b in batches]).mean(), full.elbo, rtol=1e-10, atol=1e-10)
     assert_close(torch.stack([b.expected_log_lik for b in batches]).mean(), full.expected_log_lik)
 
@@ -114,7 +113,7 @@ def test_condition_on_observations_is_exact_conditioning_of_a_sparse_posterior()
     model = SVGP(X, Y, num_inducing=8)
     model.likelihood.noise = 0.05
     model.train()
-    svgp_natural_gradient_step(model, X, Y[:, 0], step=1.0)
+    model.natural_gradient_step(X, Y[:, 0], step=1.0)
     model.eval()
     Xn, Yn = torch.tensor([[0.1], [2.0]], dtype=torch.float64), torch.tensor([[0.4], [-0.2]], dtype=torch.float64)
     Xs = torch.linspace(-3, 3, 6, dtype=torch.float64).unsqueeze(-1)
@@ -168,7 +167,7 @@ def test_training_algebras_agree(whiten, num_outputs):
         model.strategy.interp_threshold = threshold
         model.train()
         model.zero_grad()
-        parts = svgp_elbo(model, X, Y.T if num_outputs > 1 else Y[:, 0])
+        parts = model.elbo(X, Y.T if num_outputs > 1 else Y[:, 0])
         parts.elbo.backward()
         results.append((parts.elbo.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
     (e0, g0), (e1, g1) = results

@@ -17,7 +17,6 @@ from torch.testing import assert_close
 
 import gpvi
 from gpvi import SVGP
-from gpvi.fit import log_prior
 from gpvi.loops import SVGPFactory
 from gpvi.models.priors import singletaskgp_modules, transformed_constraints
 
@@ -67,7 +66,7 @@ def test_collapsed_svgp_fit_with_z_equal_x_reaches_singletaskgps_map_fit():
     exact.train()
     map_exact = mll(exact(X), Y[:, 0]) * X.shape[0]  # gpytorch's MLL includes the log priors
     model.train()
-    map_svgp = (model.collapsed_elbo() + log_prior(model)).detach()
+    map_svgp = (model.collapsed_elbo() + model.log_prior()).detach()
     assert_close(map_svgp, map_exact.detach(), rtol=0, atol=1e-2)  # both optimisers reach the same MAP value
     assert_close(model.model.covar_module.lengthscale, exact.covar_module.lengthscale, rtol=2e-3, atol=0)
     assert_close(model.likelihood.noise, exact.likelihood.noise, rtol=2e-2, atol=0)
@@ -84,9 +83,9 @@ def test_collapsed_fit_leaves_q_optimal_and_adds_the_log_prior():
     result = gpvi.fit(model, objective="collapsed", max_steps=60)
     model.train()
     bound = model.collapsed_elbo()
-    assert_close(model.elbo().elbo, bound + log_prior(model), rtol=1e-8, atol=0)  # q is the closed-form optimum
+    assert_close(model.elbo().elbo, bound + model.log_prior(), rtol=1e-8, atol=0)  # q is the closed-form optimum
     assert_close(torch.tensor(result.history[-1]["elbo"], dtype=DT), bound.detach(), rtol=1e-6, atol=0)
-    assert log_prior(model) != 0
+    assert model.log_prior() != 0
     with pytest.raises(ValueError, match="closed form"):
         gpvi.fit(model, objective="collapsed", optimizer="adam")
 

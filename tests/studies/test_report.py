@@ -1,4 +1,4 @@
-"""Tests for `gpvi.studies.report`: summaries, plots, Markdown report and progress text of a study store.
+"""Tests for `gpvi.studies.report`, `status` and the kinds' reports: summaries, plots, Markdown and progress.
 
 Quantiles are numpy's default (linear interpolation), as in the module.
 """
@@ -8,16 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gpvi.studies.report import (
-    _regret_band,
-    bo_summary,
-    default_baseline,
-    markdown_report,
-    plot_regret,
-    plot_time,
-    regression_summary,
-    status_text,
-)
+from gpvi.studies.kinds.bo_report import bo_summary, default_baseline, plot_regret, plot_time, regret_band
+from gpvi.studies.kinds.regression import regression_summary
+from gpvi.studies.report import markdown_report
+from gpvi.studies.status import status_text
 from gpvi.studies.store import RunKey, Store
 
 OPT = 0.5
@@ -141,7 +135,7 @@ def test_bo_summary_numbers(bo_store):
 
 
 def test_regret_band_counts_only_runs_that_reached_the_iteration():
-    its, med, lo, hi = _regret_band([[4.0, 2.0, 1.0], [2.0], [], [None, 3.0]])
+    its, med, lo, hi = regret_band([[4.0, 2.0, 1.0], [2.0], [], [None, 3.0]])
     assert its == [0, 1, 2]
     assert med == pytest.approx([3.0, 2.5, 1.0])
     assert lo[0] == pytest.approx(np.percentile([4.0, 2.0], 25)) and hi[2] == pytest.approx(1.0)

@@ -273,8 +273,7 @@ options = { num_inducing = 32, max_steps = 40 }
 def test_problem_values_do_not_depend_on_the_callers_default_dtype():
     """BoTorch builds Hartmann's constants at the default dtype: a study run from a script (float32
     default) and one run under pytest or the CLI (float64) must still see the same function."""
-    from gpvi.studies.problems import make_problem
-    from gpvi.studies.spec import ProblemSpec
+    from gpvi.studies.kinds.bo_problems import ProblemSpec, make_problem
 
     spec = ProblemSpec(name="Hartmann", label="Hartmann", dim=6, noise_std=0.1)
     X = torch.rand(5, 6, dtype=torch.float64)

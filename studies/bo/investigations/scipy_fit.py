@@ -2,7 +2,7 @@
 
 BoTorch's own kernel and likelihood modules (untransformed bounds) and BoTorch's scipy L-BFGS-B on
 the collapsed bound + log prior, so that the fit matches SingleTaskGP's to ~1e-6. Used by
-`noisy_scipy_check.toml` (run with ``PYTHONPATH=studies/bo``); not part of the library.
+`noisy_scipy_check.toml` (run with ``PYTHONPATH=studies/bo/investigations``); not part of the library.
 """
 
 import torch
@@ -16,7 +16,6 @@ from botorch.optim.closures import ForwardBackwardClosure
 from botorch.optim.core import scipy_minimize
 from botorch.optim.utils import get_parameters_and_bounds
 
-from gpvi.fit import log_prior
 from gpvi.loops.factories import ModelFactory
 from gpvi.models import SVGP
 
@@ -49,7 +48,7 @@ class ScipySVGPFactory(ModelFactory):
         params = {k: p for k, p in params.items() if p.requires_grad and id(p) not in variational}
         n = train_X.shape[-2]
         model.train()
-        closure = ForwardBackwardClosure(lambda: -(model.collapsed_elbo() + log_prior(model)) / n, params)
+        closure = ForwardBackwardClosure(lambda: -(model.collapsed_elbo() + model.log_prior()) / n, params)
         scipy_minimize(closure, params, bounds={k: v for k, v in bnds.items() if k in params})
         with torch.no_grad():
             model.set_optimal_q()

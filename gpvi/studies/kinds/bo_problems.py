@@ -1,4 +1,4 @@
-"""Objective functions of BO studies: BoTorch's synthetic test functions or user callables.
+"""The problems of BO studies: BoTorch's synthetic test functions or user callables, as specified and as built.
 
 Problems are minimised (BoTorch's test functions are stated for minimisation). Observation noise
 is drawn from a generator seeded by (seed, iteration), so a resumed run sees the same noise as an
@@ -15,7 +15,20 @@ import torch
 from torch import Tensor
 
 from gpvi._defaults import default_dtype
-from gpvi.studies.spec import ProblemSpec
+from gpvi.models.registry import load_object
+
+
+@dataclass
+class ProblemSpec:
+    """A ``[[problems]]`` entry of a BO study (validated by `gpvi.studies.kinds.bo`)."""
+
+    name: str
+    label: str
+    dim: int | None = None
+    noise_std: float = 0.0
+    function: str | None = None
+    bounds: list[list[float]] | None = None
+    optimal_value: float | None = None
 
 
 @dataclass
@@ -74,8 +87,6 @@ def _build_test_function(name: str, dim: int | None):
 def make_problem(spec: ProblemSpec) -> Problem:
     """The `Problem` of a validated `ProblemSpec`."""
     if spec.function is not None:
-        from gpvi.loops.factories import load_object
-
         fn = load_object(spec.function)
         bounds = torch.tensor(spec.bounds, dtype=torch.float64)
         return Problem(spec.label, bounds, spec.optimal_value, spec.noise_std, fn)
@@ -84,4 +95,4 @@ def make_problem(spec: ProblemSpec) -> Problem:
     return Problem(spec.label, f.bounds.to(torch.float64), optimal, spec.noise_std, f.evaluate_true)
 
 
-__all__ = ["Problem", "check_test_function", "make_problem"]
+__all__ = ["Problem", "ProblemSpec", "check_test_function", "make_problem"]

@@ -1,6 +1,6 @@
 """Do SingleTaskGP and the SVGP factory reach the same MAP hyperparameters on a study's data?
 
-    .venv/bin/python studies/bo/map_modes.py studies/bo/noisy_qlognei.sqlite --problem Levy-8-noisy \\
+    .venv/bin/python studies/bo/investigations/map_modes.py studies/bo/noisy_qlognei.sqlite --problem Levy-8-noisy \\
         --method singletaskgp-qlognei --seeds 0 1 2 3 4 5 --sizes 40 80 117
 
 For each stored run, the first n evaluations (inputs in the problem's box, outputs negated to the
@@ -19,9 +19,8 @@ import warnings
 import torch
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
-from gpvi.fit import log_prior
 from gpvi.loops.factories import make_factory
-from gpvi.studies.problems import make_problem
+from gpvi.studies.kinds.bo_problems import make_problem
 from gpvi.studies.spec import parse_spec
 from gpvi.studies.store import Store
 
@@ -55,7 +54,7 @@ def main() -> None:
             with torch.no_grad():
                 mll = ExactMarginalLogLikelihood(stgp.likelihood, stgp)
                 stgp_map = float(mll(stgp(*stgp.train_inputs), stgp.train_targets)) * n
-                svgp_map = float(svgp.collapsed_elbo() + log_prior(svgp))
+                svgp_map = float(svgp.collapsed_elbo() + svgp.log_prior())
             print(
                 f"| {run.seed} | {n} | {stgp_map:.3f} | {svgp_map:.3f} | {svgp_map - stgp_map:+.3f} | "
                 f"{stgp.likelihood.noise.item():.4f} | {svgp.likelihood.noise.item():.4f} |",

@@ -1,0 +1,540 @@
+"""The BoTorch model every gpvi posterior family shares, written once against the posterior contract.
+
+A family is a `PosteriorStrategy` (`gpvi.variational.base`); `VariationalGPModel` turns it into a
+BoTorch `Model` built from data:
+
+- data: validation, BoTorch input/outcome transforms applied once at construction (minibatches
+  see fixed statistics), model-space copies, the likelihood's target layout (P outputs, softmax);
+- BoTorch: `posterior` (latent or with observation noise; a `TorchPosterior` of the predictive
+  for non-Gaussian likelihoods), `condition_on_observations` (exact Gaussian sites through the
+  strategy's `conditioned`: fantasies, qKG, qNIPV), pathwise sampling (`gpvi.models.pathwise`),
+  `fit_gpytorch_mll` (the ``custom_fit`` hook hands over to `gpvi.fit`), state round trips;
+- what `gpvi.fit`'s recipes call: `elbo`, `natural_gradient_step`, `set_optimal_q`,
+  `collapsed_elbo`, `log_prior`, `training_data`, and the parameter groups;
+- `update`: absorbing new data without training (Trieste's split: `gpvi.fit` trains).
+
+Shapes: train_X `n x d`, train_Y `n x m`; inputs to `posterior` `(*b) x q x d`. Multiple outputs
+are independent latent GPs held in a batch dimension P of the kernel, mean, likelihood and q.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from botorch.models.approximate_gp import ApproximateGPyTorchModel
+from botorch.models.model import FantasizeMixin
+from botorch.models.transforms.input import InputTransform
+from botorch.models.transforms.outcome import OutcomeTransform
+from botorch.posteriors.gpytorch import GPyTorchPosterior
+from botorch.posteriors.torch import TorchPosterior
+from gpytorch.distributions import MultitaskMultivariateNormal, MultivariateNormal
+from gpytorch.kernels import Kernel
+from gpytorch.likelihoods import GaussianLikelihood, Likelihood, SoftmaxLikelihood
+from gpytorch.means import Mean
+from gpytorch.models import ApproximateGP
+from linear_operator.operators import DiagLinearOperator
+from torch import Tensor
+
+from gpvi._validation import check_tensor, check_train_data
+from gpvi.core.objectives import ElboParts, collapsed_elbo
+from gpvi.features.base import InducingFeatures
+from gpvi.variational.base import InducingStrategy, PosteriorStrategy
+from gpvi.variational.elbo import SiteTarget, natural_gradient_step, site_target, variational_elbo
+
+#: Rows per chunk of a full-data pass (`full_data_step`): bounds the memory of one site computation.
+FULL_DATA_CHUNK = 4096
+
+
+@dataclass
+class TrainingData:
+    """Training data as given and in model space (after the transforms, fitted once)."""
+
+    X: Tensor  # n x d, raw
+    Y: Tensor  # n x m, raw
+    X_model: Tensor  # n x d, after the input transform
+    Y_model: Tensor  # n x m, after the outcome transform
+    num_latents: int  # P: latent GPs (m, or the classes of a softmax likelihood)
+
+    @property
+    def latent_batch(self) -> torch.Size:
+        """The batch shape of kernel, mean, likelihood and q: (P,) for P > 1 latents, else ()."""
+        return torch.Size([self.num_latents]) if self.num_latents > 1 else torch.Size()
+
+
+def prepare_training_data(
+    train_X: Tensor,
+    train_Y: Tensor,
+    likelihood: Likelihood | None,
+    input_transform: InputTransform | None,
+    outcome_transform: OutcomeTransform | None,
+) -> TrainingData:
+    """Validate `n x d` / `n x m` data and fit the transforms on it (BoTorch's convention)."""
+    train_X, train_Y = check_train_data(train_X, train_Y)
+    if likelihood is not None and not isinstance(likelihood, Likelihood):
+        raise TypeError(f"`likelihood` must be a gpytorch Likelihood, got {type(likelihood).__name__}.")
+    if isinstance(likelihood, SoftmaxLikelihood):
+        if train_Y.shape[-1] != 1:
+            raise ValueError("With SoftmaxLikelihood, `train_Y` must be `n x 1` class labels.")
+        num_latents = likelihood.num_features
+    else:
+        num_latents = train_Y.shape[-1]
+    with torch.no_grad():
+        X_model = train_X
+        if input_transform is not None:
+            input_transform.train()
+            X_model = input_transform(train_X)
+            input_transform.eval()
+        Y_model = train_Y
+        if outcome_transform is not None:
+            outcome_transform.train()
+            Y_model, _ = outcome_transform(train_Y, X=train_X)
+            outcome_transform.eval()
+    return TrainingData(train_X, train_Y, X_model, Y_model, num_latents)
+
+
+class VariationalGPModule(ApproximateGP):
+    """The gpytorch `ApproximateGP` inside a gpvi model: prior mean, kernel and the strategy.
+
+    Keeps gpytorch's and BoTorch's names (``mean_module``, ``covar_module``,
+    ``variational_strategy``), which BoTorch's pathwise sampling and `fit_gpytorch_mll` read.
+    """
+
+    def __init__(self, strategy: PosteriorStrategy, mean_module: Mean, covar_module: Kernel) -> None:
+        super().__init__(strategy)
+        strategy.attach(self)
+        self.mean_module = mean_module
+        self.covar_module = covar_module
+
+    def forward(self, x: Tensor) -> MultivariateNormal:
+        return MultivariateNormal(self.mean_module(x), self.covar_module(x))
+
+    def set_strategy(self, strategy: PosteriorStrategy) -> None:
+        """Replace the strategy (e.g. by a conditioned one) and make this module its owner."""
+        self.variational_strategy = strategy.attach(self)
+
+    def custom_fit(self, mll: Any = None, **kwargs: Any) -> Any:
+        """Hook read by `botorch.fit.fit_gpytorch_mll`: fit the owning gpvi model with `gpvi.fit`."""
+        owner = getattr(self, "_owner", None)
+        if owner is None:
+            raise RuntimeError("This module is not attached to a gpvi model.")
+        return owner.custom_fit(mll=mll, **kwargs)
+
+
+class VariationalGPModel(ApproximateGPyTorchModel, FantasizeMixin):
+    """A BoTorch model around any `PosteriorStrategy` (see the module docstring).
+
+    Subclasses build the defaults (kernel, likelihood, features, strategy) and call this
+    constructor; they declare the `gpvi.fit` recipe used when none is asked for.
+    """
+
+    #: The `gpvi.fit` recipe used when none is given (see `gpvi.fit.recipes`).
+    default_recipe: ClassVar[str] = "adam"
+    _is_fantasy: bool = False
+
+    def __init__(
+        self,
+        data: TrainingData,
+        *,
+        strategy: PosteriorStrategy,
+        mean_module: Mean,
+        covar_module: Kernel,
+        likelihood: Likelihood,
+        input_transform: InputTransform | None = None,
+        outcome_transform: OutcomeTransform | None = None,
+    ) -> None:
+        module = VariationalGPModule(strategy, mean_module, covar_module)
+        super().__init__(model=module, likelihood=likelihood, num_outputs=data.Y.shape[-1])
+        object.__setattr__(module, "_owner", self)
+        if input_transform is not None:
+            self.input_transform = input_transform
+        if outcome_transform is not None:
+            self.outcome_transform = outcome_transform
+        self._num_latents = data.num_latents
+        self._set_train_data(data.X, data.X_model, data.Y_model)
+        self.to(data.X)
+
+    # -- data -----------------------------------------------------------------------------------
+    def _set_train_data(self, X_raw: Tensor, X_model: Tensor, Y_model: Tensor) -> None:
+        """Store raw inputs (BoTorch's `train_inputs`) and model-space inputs and targets."""
+        self.train_inputs = (X_raw,)
+        self.train_targets = Y_model
+        self.model.train_inputs = (X_model,)
+        self.model.train_targets = self.latent_targets(Y_model)
+
+    def latent_targets(self, Y: Tensor) -> Tensor:
+        """`... x n x m` targets -> the likelihood's layout: (..., n) or (..., m, n)."""
+        if self.is_softmax or self._num_latents == 1:
+            return Y[..., 0]
+        return Y.transpose(-1, -2)
+
+    def training_data(self) -> tuple[Tensor, Tensor]:
+        """(model-space inputs `n x d`, targets in the likelihood's layout): what objectives read."""
+        return self.model.train_inputs[0], self.model.train_targets
+
+    @property
+    def train_X_model(self) -> Tensor:
+        """Training inputs in model space (after the input transform), `n x d`."""
+        return self.model.train_inputs[0]
+
+    @property
+    def num_data(self) -> int:
+        return self.train_X_model.shape[-2]
+
+    @property
+    def num_latents(self) -> int:
+        """P, the latent GPs (outputs, or classes of a softmax likelihood)."""
+        return self._num_latents
+
+    @property
+    def is_softmax(self) -> bool:
+        return isinstance(self.likelihood, SoftmaxLikelihood)
+
+    @property
+    def is_gaussian(self) -> bool:
+        return isinstance(self.likelihood, GaussianLikelihood)
+
+    @property
+    def strategy(self) -> PosteriorStrategy:
+        return self.model.variational_strategy
+
+    @property
+    def features(self) -> InducingFeatures:
+        return self.strategy.features
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        """Batch shape of the model (non-empty only for fantasy / conditioned models)."""
+        q_batch = self.strategy._variational_distribution.batch_shape
+        return q_batch[:-1] if self._num_latents > 1 else q_batch
+
+    # -- parameter groups (what recipes optimise) -------------------------------------------------
+    def variational_parameters(self) -> list[Tensor]:
+        """q's trainable parameters (empty when q is held as sites)."""
+        return list(self.model.variational_parameters())
+
+    def inducing_parameters(self) -> list[Tensor]:
+        """The features' trainable parameters (inducing inputs)."""
+        features = getattr(self.strategy, "features", None)
+        return [] if features is None else list(features.parameters())
+
+    # -- q(f) -----------------------------------------------------------------------------------
+    def latent(self, X_model: Tensor, *, diag: bool = False) -> MultivariateNormal:
+        """q(f) at model-space inputs `(*b) x n x d`; batch (*b, P) for P latents."""
+        if self._num_latents > 1:
+            X_model = X_model.unsqueeze(-3)
+        return self.model.variational_strategy(X_model, diag=diag)
+
+    def forward(self, X: Tensor) -> MultivariateNormal:
+        if self.training:
+            X = self.transform_inputs(X)
+        return self.latent(X, diag=self.training)
+
+    def posterior(
+        self,
+        X: Tensor,
+        output_indices: list[int] | None = None,
+        observation_noise: bool | Tensor = False,
+        posterior_transform: Any = None,
+        **kwargs: Any,
+    ) -> GPyTorchPosterior | TorchPosterior:
+        """Posterior at `(*b) x q x d` inputs: a `GPyTorchPosterior` (mean `(*b) x q x m`).
+
+        ``observation_noise=True`` adds the likelihood's noise (for non-Gaussian likelihoods it
+        returns the predictive distribution, e.g. Bernoulli probabilities, as a `TorchPosterior`);
+        a tensor `(*b) x q x m` adds that noise variance instead.
+        """
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}.posterior got unexpected option(s) {sorted(kwargs)}.")
+        check_tensor("X", X, ndim=tuple(range(2, 10)), shape_hint="`(*b) x q x d`")
+        if X.shape[-1] != self.train_inputs[0].shape[-1]:
+            raise ValueError(f"`X` must have d = {self.train_inputs[0].shape[-1]} columns, got {X.shape[-1]}.")
+        self.eval()
+        X_model = self.transform_inputs(X)
+        mvn = self.latent(X_model)
+        if self.is_softmax:
+            dist = (
+                self.likelihood(MultitaskMultivariateNormal.from_batch_mvn(mvn, task_dim=-1))
+                if observation_noise is True
+                else mvn
+            )
+            return TorchPosterior(dist) if observation_noise is True else _multi(mvn, output_indices)
+        if isinstance(observation_noise, Tensor):
+            noise = observation_noise.transpose(-1, -2) if self._num_latents > 1 else observation_noise[..., 0]
+            mvn = MultivariateNormal(mvn.mean, mvn.lazy_covariance_matrix + DiagLinearOperator(noise))
+        elif observation_noise:
+            dist = self.likelihood(mvn)
+            if not isinstance(dist, MultivariateNormal):
+                return TorchPosterior(dist)
+            mvn = dist
+        posterior = _multi(mvn, output_indices) if self._num_latents > 1 else GPyTorchPosterior(mvn)
+        if hasattr(self, "outcome_transform") and output_indices is None:
+            posterior = self.outcome_transform.untransform_posterior(posterior, X=X)
+        if posterior_transform is not None:
+            posterior = posterior_transform(posterior)
+        return posterior
+
+    # -- absorbing data -------------------------------------------------------------------------
+    def condition_on_observations(
+        self, X: Tensor, Y: Tensor, noise: Tensor | None = None, **kwargs: Any
+    ) -> VariationalGPModel:
+        """The posterior process conditioned exactly on new observations (Gaussian noise).
+
+        The new data enter as exact Gaussian sites on f(X), α = (y − μ₀(x))/σ², β = 1/σ², through the
+        strategy's `conditioned` (for inducing points: the inducing set grows to [Z; X], and
+        q'(u, f_X) ∝ q(u) p(f_X | u) Π N(y_i | f_X,i, σ²)). Batch shapes follow BoTorch's
+        `fantasize`: X `(*b) x n' x d`, Y `(*s, *b) x n' x m`; the returned model has batch shape
+        `Y.shape[:-2]`. Trained parameters are frozen copies; the returned model is for prediction.
+        """
+        if kwargs:
+            raise TypeError(
+                f"{type(self).__name__}.condition_on_observations got unexpected option(s) {sorted(kwargs)}."
+            )
+        if noise is None and not self.is_gaussian:
+            raise NotImplementedError(
+                "condition_on_observations adds Gaussian sites: it needs a GaussianLikelihood or an explicit `noise`."
+            )
+        check_tensor("X", X, ndim=tuple(range(2, 10)), shape_hint="`(*b) x n' x d`")
+        check_tensor("Y", Y, ndim=tuple(range(2, 10)), shape_hint="`(*b) x n' x m`")
+        if Y.shape[-1] != self.num_outputs or Y.shape[-2] != X.shape[-2]:
+            raise ValueError(
+                f"`Y` must be `(*b) x {X.shape[-2]} x {self.num_outputs}` to match `X`, got {tuple(Y.shape)}."
+            )
+        self.eval()
+        Yvar = noise
+        if hasattr(self, "outcome_transform"):
+            Y, Yvar = self.outcome_transform(Y, Yvar, X=X)
+        X_model = self.transform_inputs(X)
+        X_model = X_model.expand(*Y.shape[:-2], *X_model.shape[-2:])
+        new = copy.deepcopy(self)
+        for p in new.parameters():
+            p.requires_grad_(False)  # the trained state is a constant of the conditioned model
+        X_latent = X_model.unsqueeze(-3) if self._num_latents > 1 else X_model
+        y = new.latent_targets(Y)  # (*b, n') or (*b, P, n')
+        noise = new.latent_targets(Yvar) if Yvar is not None else new.likelihood.noise.expand_as(y)
+        alpha = (y - new.model.mean_module(X_latent)) / noise
+        new.model.set_strategy(new.strategy.conditioned(X_latent, alpha, 1.0 / noise))
+        X_raw = (
+            torch.cat([self.train_inputs[0].expand(*Y.shape[:-2], -1, -1), X_model], dim=-2)
+            if not hasattr(self, "input_transform")
+            else self.train_inputs[0]
+        )
+        new.train_inputs = (X_raw,)
+        new._is_fantasy = True
+        return new.eval()
+
+    def update(self, X: Tensor, Y: Tensor, **options: Any) -> VariationalGPModel:
+        """Absorb new observations in place, without training the hyperparameters; returns the model.
+
+        The points are appended (through the transforms fitted at construction) and q takes them in
+        at the current θ and Z: with a Gaussian likelihood q becomes the optimal q on all data (one
+        full-data natural-gradient step of size 1: exact); otherwise 5 full-data natural-gradient
+        (CVI) steps of size 0.5. Absorbing data is not training (Trieste's split): to move θ and Z
+        as well, call ``gpvi.fit(model, max_steps=...)`` after it (a warm start).
+        """
+        if options:
+            raise TypeError(
+                f"{type(self).__name__}.update got option(s) {sorted(options)}; it absorbs data without training: "
+                "call gpvi.fit(model, max_steps=...) after it to move the hyperparameters."
+            )
+        X = check_tensor("X", X, ndim=(2,), shape_hint="`n x d`")
+        Y = check_tensor("Y", Y, ndim=(2,), shape_hint="`n x m`")
+        if X.shape[-1] != self.train_inputs[0].shape[-1] or Y.shape != (X.shape[0], self.train_targets.shape[-1]):
+            raise ValueError(
+                f"`X` must be `n x {self.train_inputs[0].shape[-1]}` and `Y` `n x {self.train_targets.shape[-1]}`, "
+                f"got {tuple(X.shape)} and {tuple(Y.shape)}."
+            )
+        X_model = self.transform_inputs(X)
+        if hasattr(self, "outcome_transform"):
+            Y, _ = self.outcome_transform(Y, X=X)
+        self._set_train_data(
+            torch.cat([self.train_inputs[0], X]),
+            torch.cat([self.train_X_model, X_model]),
+            torch.cat([self.train_targets, Y]),
+        )
+        if self.is_gaussian:
+            self.set_optimal_q()
+        else:
+            for _ in range(5):
+                self.full_data_step(0.5)
+        return self.eval()
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, keep_transforms: bool = True, assign: bool = False):
+        """Load parameters; with an outcome transform, the stored targets follow its loaded statistics."""
+        transform = getattr(self, "outcome_transform", None) if keep_transforms else None
+        if transform is not None:
+            with torch.no_grad():
+                Y_raw, _ = transform.untransform(self.train_targets)
+        result = torch.nn.Module.load_state_dict(self, state_dict, strict=strict, assign=assign)
+        if transform is not None:
+            transform.eval()
+            with torch.no_grad():
+                Y_model, _ = transform(Y_raw)
+            self.train_targets = Y_model
+            self.model.train_targets = self.latent_targets(Y_model)
+        return result
+
+    # -- objectives and steps (what gpvi.fit's recipes call) --------------------------------------
+    def elbo(
+        self,
+        X: Tensor | None = None,
+        Y: Tensor | None = None,
+        *,
+        num_data: int | None = None,
+        kl_weight: float = 1.0,
+        weights: Tensor | None = None,
+        index: Tensor | None = None,
+    ) -> ElboParts:
+        """The ELBO and its parts (`gpvi.core.ElboParts`) on model-space (X, Y) (default: all data).
+
+        Y is in the likelihood's layout (`latent_targets`); the data term is scaled by N / B
+        (N = ``num_data``, default the training size); the hyperparameters' log prior is included.
+        """
+        if X is None:
+            X, Y = self.training_data()
+        return variational_elbo(
+            self.strategy,
+            self.likelihood,
+            X,
+            Y,
+            num_data=self.num_data if num_data is None else num_data,
+            num_latents=self._num_latents,
+            kl_weight=kl_weight,
+            weights=weights,
+            log_prior=self.log_prior(),
+            index=index,
+        )
+
+    def log_prior(self) -> Tensor:
+        """Σ log p(θ) over the priors registered on the GP module and the likelihood (0 when none)."""
+        X = self.train_X_model
+        total = torch.zeros((), dtype=X.dtype, device=X.device)
+        for owner in (self.model, self.likelihood):
+            for _, module, prior, closure, _ in owner.named_priors():
+                total = total + prior.log_prob(closure(module)).sum()
+        return total
+
+    def natural_gradient_step(
+        self,
+        X: Tensor,
+        Y: Tensor,
+        *,
+        step: float,
+        num_data: int | None = None,
+        weights: Tensor | None = None,
+        index: Tensor | None = None,
+    ) -> SiteTarget:
+        """One natural-gradient (CVI) step of size ρ on q from a model-space batch (`gpvi.variational.elbo`)."""
+        return natural_gradient_step(
+            self.strategy,
+            self.likelihood,
+            X,
+            Y,
+            step=step,
+            num_data=self.num_data if num_data is None else num_data,
+            num_latents=self._num_latents,
+            weights=weights,
+            index=index,
+        )
+
+    @torch.no_grad()
+    def full_data_step(self, step: float, *, chunk_size: int = FULL_DATA_CHUNK) -> SiteTarget:
+        """A natural-gradient step of size ρ on all training data, its sites summed over chunks of rows.
+
+        Returns the full-data target sites and the per-datum (α, β) (concatenated over chunks).
+        """
+        X, Y = self.training_data()
+        was_training = self.training
+        self.train()
+        try:
+            target, alphas, betas = None, [], []
+            for idx in torch.arange(X.shape[-2], device=X.device).split(chunk_size):
+                part = site_target(
+                    self.strategy,
+                    self.likelihood,
+                    X[idx],
+                    Y[..., idx],
+                    num_data=idx.numel(),
+                    num_latents=self._num_latents,
+                )
+                target = part.target if target is None else target + part.target
+                alphas.append(part.alpha)
+                betas.append(part.beta)
+            self.strategy.step_sites(target, step)
+        finally:
+            self.train(was_training)
+        return SiteTarget(target, torch.cat(alphas, -1), torch.cat(betas, -1))
+
+    def set_optimal_q(self) -> None:
+        """Set q to its optimum on all data for the current θ and Z (Gaussian likelihood, closed form).
+
+        One full-data natural-gradient step of size 1 (`full_data_step`): the Titsias/SGPR q.
+        """
+        self.require_gaussian("set_optimal_q")
+        self.full_data_step(1.0)
+
+    def collapsed_elbo(self) -> Tensor:
+        """The ELBO at the optimal q for the current θ and Z, on all data (Gaussian likelihood only).
+
+        With a Gaussian likelihood the optimal q is closed form and the ELBO at it is the collapsed
+        Titsias (2009) bound (`gpvi.core.objectives.collapsed_elbo`),
+            log N(y | μ, Qff + σ²I) − tr(Kff − Qff) / (2σ²),  Qff = Kfu Kuu⁻¹ Kuf,
+        the objective of the closed-form recipe (``gpvi.fit(model, objective="collapsed")``); with
+        Z = X it is the exact log marginal likelihood. Total over the data, summed over outputs.
+        Without the hyperparameters' log prior. Needs a posterior on inducing features.
+        """
+        self.require_gaussian("collapsed_elbo")
+        strategy = self.strategy
+        if not isinstance(strategy, InducingStrategy):
+            raise TypeError(f"collapsed_elbo needs a posterior on inducing features, not {type(strategy).__name__}.")
+        X, Y = self.training_data()
+        X_in = X.unsqueeze(-3) if self._num_latents > 1 else X
+        kernel = self.model.covar_module
+        value = collapsed_elbo(
+            strategy.chol_Kuu(),
+            strategy.features.Kuf(kernel, X_in),
+            kernel(X_in, diag=True),
+            Y - self.model.mean_module(X_in),
+            self.likelihood.noise,
+        )
+        return value.sum(-1) if self._num_latents > 1 else value
+
+    def require_gaussian(self, what: str) -> None:
+        if not self.is_gaussian:
+            raise TypeError(f"{what} needs a GaussianLikelihood, got {type(self.likelihood).__name__}.")
+
+    # -- fitting hooks --------------------------------------------------------------------------
+    def custom_fit(
+        self, mll: Any = None, closure: Any = None, optimizer_kwargs: dict | None = None, **kwargs: Any
+    ) -> Any:
+        """`botorch.fit.fit_gpytorch_mll` hook: fit with `gpvi.fit` (options via ``optimizer_kwargs``).
+
+        BoTorch asks the model to fit itself; the hook hands over to `gpvi.fit` (the one import
+        of a higher floor in `gpvi.models`, allowed by the layering test for this reason).
+        """
+        from gpvi.fit import fit
+
+        if closure is not None:
+            raise TypeError("gpvi models fit their own objective; pass options in `optimizer_kwargs`, not a closure.")
+        kwargs.pop("closure_kwargs", None)
+        if kwargs:
+            warnings.warn(f"fit_gpytorch_mll options {sorted(kwargs)} are not used by gpvi.fit.", stacklevel=3)
+        fit(self, **{"progress": False, **(optimizer_kwargs or {})})
+        return mll
+
+
+def _multi(mvn: MultivariateNormal, output_indices: list[int] | None) -> GPyTorchPosterior:
+    """Batch (*b, P, n) MVN -> multi-output posterior (*b, n, P), optionally a subset of outputs."""
+    if output_indices is not None:
+        mvn = MultivariateNormal(
+            mvn.mean[..., output_indices, :], mvn.lazy_covariance_matrix[..., output_indices, :, :]
+        )
+        if len(output_indices) == 1:
+            return GPyTorchPosterior(MultivariateNormal(mvn.mean[..., 0, :], mvn.lazy_covariance_matrix[..., 0, :, :]))
+    return GPyTorchPosterior(MultitaskMultivariateNormal.from_batch_mvn(mvn, task_dim=-1))
+
+
+__all__ = ["FULL_DATA_CHUNK", "TrainingData", "VariationalGPModel", "VariationalGPModule", "prepare_training_data"]

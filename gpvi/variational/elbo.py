@@ -1,0 +1,125 @@
+"""The ELBO of any posterior strategy, and its natural-gradient (CVI) step, written against the contract.
+
+Hensman, Fusi & Lawrence (2013); Hensman, Matthews & Ghahramani (2015) for the ELBO; Khan & Lin
+(2017), Salimbeni, Eleftheriadis & Hensman (2018) and Adam et al. (2021) for the step.
+
+    ELBO = (N / B) Σ_{n ∈ batch} w_n E_{q(f_n)}[log p(y_n | f_n)] − β KL[q ‖ p] + log p(θ)
+
+    natural-gradient / CVI step of size ρ on a batch of B out of N points:
+        (α_n, β_n) = `batch_sites` at the current q(f_n),   W = marginals(X).projection
+        target = (N / B) Σ_n (α_n w_n, β_n w_n w_nᵀ),        sites ← (1 − ρ) sites + ρ target
+
+For the whitened SVGP this is the natural-gradient step on q(v); for the dual strategy (sites on
+u − E[u]) it is the t-SVGP E-step. With a Gaussian likelihood, all data and ρ = 1 it lands on the
+optimal q in one step. Multiple latent outputs are a batch dimension P of the strategy: inputs are
+given once, (*b, B, D), and ``num_latents`` = P puts them in the latent layout (*b, 1, B, D).
+Cost: one `marginals` evaluation (O(B M²) for inducing features) plus, for the step, the projection
+and an M×M update.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from gpytorch.likelihoods import Likelihood, SoftmaxLikelihood
+from torch import Tensor
+
+from gpvi.core.likelihoods import expected_log_prob, likelihood_layout
+from gpvi.core.objectives import ElboParts, elbo
+from gpvi.core.sites import GaussianSites, batch_sites
+from gpvi.variational.base import PosteriorStrategy
+
+
+class SiteTarget(NamedTuple):
+    """What a natural-gradient step computed: the batch's sites summed onto q's variables (scaled
+    by N/B) and the per-datum (α, β) (*b, B) they came from."""
+
+    target: GaussianSites
+    alpha: Tensor
+    beta: Tensor
+
+
+def _latent_inputs(X: Tensor, num_latents: int) -> Tensor:
+    return X.unsqueeze(-3) if num_latents > 1 else X
+
+
+def variational_elbo(
+    strategy: PosteriorStrategy,
+    likelihood: Likelihood,
+    X: Tensor,
+    y: Tensor,
+    *,
+    num_data: int,
+    num_latents: int = 1,
+    kl_weight: float = 1.0,
+    weights: Tensor | None = None,
+    log_prior: Tensor | float = 0.0,
+    index: Tensor | None = None,
+) -> ElboParts:
+    """The ELBO and its parts on a batch (formula in the module docstring).
+
+    Args:
+        strategy: Any `PosteriorStrategy`.
+        likelihood: Its likelihood.
+        X: (*b, B, D) model-space inputs.
+        y: Targets in the likelihood's layout ((*b, B), (*b, P, B) or softmax labels).
+        num_data: N; the data term is scaled by N / B.
+        num_latents: P, the latent outputs held in the strategy's batch.
+        kl_weight: β multiplying the KL.
+        weights: Optional per-datum weights of the expected log-likelihoods.
+        log_prior: log p(θ), added as is.
+        index: Row indices of X in the training data (for strategies that use them).
+    """
+    with strategy.shared_terms():  # one factorisation for the marginals and the KL
+        marg = strategy.marginals(_latent_inputs(X, num_latents), index=index)
+        kl = strategy.kl_divergence()
+    ell = expected_log_prob(likelihood, y, *likelihood_layout(likelihood, marg.mean, marg.var), weights=weights)
+    if num_latents > 1 and not isinstance(likelihood, SoftmaxLikelihood):
+        ell = ell.sum(-2)
+    kl = kl.sum(-1) if num_latents > 1 else kl
+    return elbo(ell, kl, num_data=num_data, kl_weight=kl_weight, log_prior=log_prior)
+
+
+@torch.no_grad()
+def site_target(
+    strategy: PosteriorStrategy,
+    likelihood: Likelihood,
+    X: Tensor,
+    y: Tensor,
+    *,
+    num_data: int,
+    num_latents: int = 1,
+    weights: Tensor | None = None,
+    index: Tensor | None = None,
+) -> SiteTarget:
+    """The batch's sites at the current q, summed onto q's variables and scaled by N / B (no update)."""
+    marg = strategy.marginals(_latent_inputs(X, num_latents), index=index)
+    alpha, beta = batch_sites(likelihood, y, marg, weights=weights)
+    target = GaussianSites.from_data(marg.projection, alpha, beta, scale=num_data / X.shape[-2])
+    return SiteTarget(target, alpha, beta)
+
+
+@torch.no_grad()
+def natural_gradient_step(
+    strategy: PosteriorStrategy,
+    likelihood: Likelihood,
+    X: Tensor,
+    y: Tensor,
+    *,
+    step: float,
+    num_data: int,
+    num_latents: int = 1,
+    weights: Tensor | None = None,
+    index: Tensor | None = None,
+) -> SiteTarget:
+    """One natural-gradient (CVI) step of size ρ = ``step`` on the batch; returns what it computed."""
+    with strategy.shared_terms():  # one factorisation for the marginals, the sites and their update
+        computed = site_target(
+            strategy, likelihood, X, y, num_data=num_data, num_latents=num_latents, weights=weights, index=index
+        )
+        strategy.step_sites(computed.target, step)
+    return computed
+
+
+__all__ = ["SiteTarget", "natural_gradient_step", "site_target", "variational_elbo"]
