@@ -1,7 +1,8 @@
 """User-facing models: BoTorch `Model`s built from data, and the registry of model names."""
 
 from gpvi.models import pathwise  # noqa: F401  (registers pathwise-sampling dispatchers)
-from gpvi.models.base import TrainingData, VariationalGPModel, VariationalGPModule, prepare_training_data
+from gpvi.models.base import VariationalGPModel, VariationalGPModule
+from gpvi.models.data import TrainingData, prepare_training_data
 from gpvi.models.dual_svgp import DualSVGP
 from gpvi.models.priors import singletaskgp_modules, transformed_constraints
 from gpvi.models.registry import MODELS, ModelEntry, get_model, model_names, register_model

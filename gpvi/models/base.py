@@ -3,8 +3,9 @@
 A family is a `PosteriorStrategy` (`gpvi.variational.base`); `VariationalGPModel` turns it into a
 BoTorch `Model` built from data:
 
-- data: validation, BoTorch input/outcome transforms applied once at construction (minibatches
-  see fixed statistics), model-space copies, the likelihood's target layout (P outputs, softmax);
+- data (`gpvi.models.data`): validation, BoTorch input/outcome transforms applied once at
+  construction (minibatches see fixed statistics), model-space copies, the likelihood's target
+  layout (P outputs, softmax);
 - BoTorch: `posterior` (latent or with observation noise; a `TorchPosterior` of the predictive
   for non-Gaussian likelihoods), `condition_on_observations` (exact Gaussian sites through the
   strategy's `conditioned`: fantasies, qKG, qNIPV), pathwise sampling (`gpvi.models.pathwise`),
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import warnings
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -39,61 +39,15 @@ from gpytorch.models import ApproximateGP
 from linear_operator.operators import DiagLinearOperator
 from torch import Tensor
 
-from gpvi._validation import check_tensor, check_train_data
+from gpvi._validation import check_tensor
 from gpvi.core.objectives import ElboParts, collapsed_elbo
 from gpvi.features.base import InducingFeatures
+from gpvi.models.data import TrainingData
 from gpvi.variational.base import InducingStrategy, PosteriorStrategy
 from gpvi.variational.elbo import SiteTarget, natural_gradient_step, site_target, variational_elbo
 
 #: Rows per chunk of a full-data pass (`full_data_step`): bounds the memory of one site computation.
 FULL_DATA_CHUNK = 4096
-
-
-@dataclass
-class TrainingData:
-    """Training data as given and in model space (after the transforms, fitted once)."""
-
-    X: Tensor  # n x d, raw
-    Y: Tensor  # n x m, raw
-    X_model: Tensor  # n x d, after the input transform
-    Y_model: Tensor  # n x m, after the outcome transform
-    num_latents: int  # P: latent GPs (m, or the classes of a softmax likelihood)
-
-    @property
-    def latent_batch(self) -> torch.Size:
-        """The batch shape of kernel, mean, likelihood and q: (P,) for P > 1 latents, else ()."""
-        return torch.Size([self.num_latents]) if self.num_latents > 1 else torch.Size()
-
-
-def prepare_training_data(
-    train_X: Tensor,
-    train_Y: Tensor,
-    likelihood: Likelihood | None,
-    input_transform: InputTransform | None,
-    outcome_transform: OutcomeTransform | None,
-) -> TrainingData:
-    """Validate `n x d` / `n x m` data and fit the transforms on it (BoTorch's convention)."""
-    train_X, train_Y = check_train_data(train_X, train_Y)
-    if likelihood is not None and not isinstance(likelihood, Likelihood):
-        raise TypeError(f"`likelihood` must be a gpytorch Likelihood, got {type(likelihood).__name__}.")
-    if isinstance(likelihood, SoftmaxLikelihood):
-        if train_Y.shape[-1] != 1:
-            raise ValueError("With SoftmaxLikelihood, `train_Y` must be `n x 1` class labels.")
-        num_latents = likelihood.num_features
-    else:
-        num_latents = train_Y.shape[-1]
-    with torch.no_grad():
-        X_model = train_X
-        if input_transform is not None:
-            input_transform.train()
-            X_model = input_transform(train_X)
-            input_transform.eval()
-        Y_model = train_Y
-        if outcome_transform is not None:
-            outcome_transform.train()
-            Y_model, _ = outcome_transform(train_Y, X=train_X)
-            outcome_transform.eval()
-    return TrainingData(train_X, train_Y, X_model, Y_model, num_latents)
 
 
 class VariationalGPModule(ApproximateGP):
@@ -537,4 +491,4 @@ def _multi(mvn: MultivariateNormal, output_indices: list[int] | None) -> GPyTorc
     return GPyTorchPosterior(MultitaskMultivariateNormal.from_batch_mvn(mvn, task_dim=-1))
 
 
-__all__ = ["FULL_DATA_CHUNK", "TrainingData", "VariationalGPModel", "VariationalGPModule", "prepare_training_data"]
+__all__ = ["FULL_DATA_CHUNK", "VariationalGPModel", "VariationalGPModule"]

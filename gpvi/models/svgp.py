@@ -27,7 +27,8 @@ from torch import Tensor
 from gpvi.features.base import InducingFeatures
 from gpvi.features.points import InducingPoints
 from gpvi.features.selection import select_inducing_points
-from gpvi.models.base import TrainingData, VariationalGPModel, prepare_training_data
+from gpvi.models.base import VariationalGPModel
+from gpvi.models.data import TrainingData, prepare_training_data
 from gpvi.models.registry import ModelEntry, register_model
 from gpvi.variational.base import PosteriorStrategy
 from gpvi.variational.svgp import WhitenedSVGPStrategy

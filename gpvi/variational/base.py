@@ -24,7 +24,8 @@ the same strategy as the sites. ``index`` (row indices of X in the training set,
 `fit`'s minibatches) is for strategies whose variables are the training latents themselves.
 
 `InducingStrategy` implements the parts shared by posteriors on inducing features (the Kuu
-factor, its memo within one objective evaluation, conditioning by growing the inducing set).
+factor, its memo within one objective evaluation, q's sites on u − E[u], in which an inducing set
+can grow exactly).
 Adding a family: `gpvi/variational/README.md`.
 """
 
@@ -230,39 +231,6 @@ class InducingStrategy(PosteriorStrategy):
         """q's sites on u − E[u] at the current Kuu (the coordinates in which Z can grow exactly)."""
         L = self.chol_Kuu()
         return GaussianSites.from_whitened_posterior(*self.whitened_q(L)).unwhiten(L)
-
-    def conditioned(self, X_new: Tensor, alpha: Tensor, beta: Tensor) -> PosteriorStrategy:
-        """q conditioned on sites at X_new, by growing the inducing set to [Z; X_new] (exact).
-
-        In u-space the move to [Z; X_new] is exact (η' = [η; 0], H' = blkdiag(H, 0)), and the new
-        sites sit on the new inducing variables themselves: q'(u, f_new) ∝ q(u) p(f_new | u) Π t_i(f_new,i).
-        Batch shapes: X_new (*b, n', D) (with a latent dimension (*b, P, n', D) for P outputs),
-        α, β (*b, n') or (*b, P, n'); the result has the broadcast batch shape.
-        """
-        from gpvi.features.points import InducingPoints
-        from gpvi.variational.svgp import FixedGaussian, WhitenedSVGPStrategy
-
-        if not isinstance(self.features, InducingPoints):
-            raise NotImplementedError(
-                f"conditioning grows the inducing set: it needs InducingPoints, not {type(self.features).__name__}."
-            )
-        M, n_new = self.features.num_inducing, X_new.shape[-2]
-        with torch.no_grad():  # the trained state is a constant of the conditioned model
-            old = self.u_space_sites()
-        like = X_new
-        lift = torch.zeros(M + n_new, M, dtype=like.dtype, device=like.device)  # [Z; X_new] keeps u exactly
-        lift[:M].fill_diagonal_(1.0)
-        select = torch.zeros(M + n_new, n_new, dtype=like.dtype, device=like.device)
-        select[M:].fill_diagonal_(1.0)
-        sites = old.project(lift) + GaussianSites.from_data(select, alpha, beta)
-        features = self.features.extended(X_new)
-        Kuu = features.Kuu(self.model.covar_module)
-        jitter = self.jitter_val
-        L = cholesky(Kuu + jitter * eye_like(Kuu), jitter=jitter, what="Kuu of the conditioned model")
-        q = FixedGaussian(*sites.whiten(L).whitened_posterior())
-        strategy = WhitenedSVGPStrategy(features, q, jitter=jitter)
-        strategy.variational_params_initialized.fill_(1)
-        return strategy
 
 
 __all__ = ["InducingMarginals", "InducingStrategy", "Marginals", "PosteriorStrategy"]

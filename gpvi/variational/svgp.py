@@ -37,10 +37,11 @@ from gpytorch.variational.variational_strategy import ComputePredictiveUpdates
 from linear_operator.operators import DiagLinearOperator, MatmulLinearOperator, SumLinearOperator
 from torch import Tensor
 
-from gpvi.core.linalg import eye_like, symmetrize, tri_solve
+from gpvi.core.linalg import cholesky, eye_like, symmetrize, tri_solve
 from gpvi.core.objectives import kl_whitened
 from gpvi.core.sites import GaussianSites
 from gpvi.features.base import InducingFeatures
+from gpvi.features.points import InducingPoints
 from gpvi.variational.base import InducingMarginals, InducingStrategy
 
 
@@ -143,6 +144,36 @@ class WhitenedSVGPStrategy(InducingStrategy):
     def set_sites(self, sites: GaussianSites) -> None:
         """q(v) = N((I + H)⁻¹η, (I + H)⁻¹) from whitened sites."""
         self.set_q(*sites.whitened_posterior())
+
+    def conditioned(self, X_new: Tensor, alpha: Tensor, beta: Tensor) -> WhitenedSVGPStrategy:
+        """q conditioned on sites at X_new, by growing the inducing set to [Z; X_new] (exact).
+
+        In u-space the move to [Z; X_new] is exact (η' = [η; 0], H' = blkdiag(H, 0)), and the new
+        sites sit on the new inducing variables themselves: q'(u, f_new) ∝ q(u) p(f_new | u) Π t_i(f_new,i).
+        Batch shapes: X_new (*b, n', D) (with a latent dimension (*b, P, n', D) for P outputs),
+        α, β (*b, n') or (*b, P, n'); the result has the broadcast batch shape.
+        """
+        if not isinstance(self.features, InducingPoints):
+            raise NotImplementedError(
+                f"conditioning grows the inducing set: it needs InducingPoints, not {type(self.features).__name__}."
+            )
+        M, n_new = self.features.num_inducing, X_new.shape[-2]
+        with torch.no_grad():  # the trained state is a constant of the conditioned model
+            old = self.u_space_sites()
+        like = X_new
+        lift = torch.zeros(M + n_new, M, dtype=like.dtype, device=like.device)  # [Z; X_new] keeps u exactly
+        lift[:M].fill_diagonal_(1.0)
+        select = torch.zeros(M + n_new, n_new, dtype=like.dtype, device=like.device)
+        select[M:].fill_diagonal_(1.0)
+        sites = old.project(lift) + GaussianSites.from_data(select, alpha, beta)
+        features = self.features.extended(X_new)
+        Kuu = features.Kuu(self.model.covar_module)
+        jitter = self.jitter_val
+        L = cholesky(Kuu + jitter * eye_like(Kuu), jitter=jitter, what="Kuu of the conditioned model")
+        q = FixedGaussian(*sites.whiten(L).whitened_posterior())
+        strategy = WhitenedSVGPStrategy(features, q, jitter=jitter)
+        strategy.variational_params_initialized.fill_(1)
+        return strategy
 
     # -- q(v) -----------------------------------------------------------------------------------
     def q_parameters(self) -> tuple[Tensor, Tensor]:

@@ -299,21 +299,6 @@ def test_student_t_and_softmax_sites_stay_proper():
     assert (predicted == labels.long()).to(DT).mean() > 0.8
 
 
-def test_condition_on_observations_with_full_gp_is_exact():
-    X, Y = toy_data()
-    model = DualSVGP(X, Y, full_gp=True, jitter=1e-10)
-    model.likelihood.noise = 0.05
-    model.model.mean_module.constant.data.fill_(0.3)
-    model.dual_step(step=1.0)
-    Xn = torch.tensor([[0.5], [3.5]], dtype=DT)
-    Yn = torch.tensor([[1.0], [-1.0]], dtype=DT)
-    Xs = torch.linspace(-4, 4, 9, dtype=DT).unsqueeze(-1)
-    _, mu, cov = exact_gp(model.model.covar_module, torch.cat([X, Xn]), torch.cat([Y, Yn])[:, 0], 0.05, 0.3, Xs)
-    post = model.condition_on_observations(Xn, Yn).posterior(Xs)
-    assert_close(post.mean[:, 0], mu, rtol=1e-6, atol=1e-7)
-    assert_close(post.mvn.covariance_matrix, cov, rtol=1e-6, atol=1e-7)
-
-
 def test_pathwise_draws_match_the_posterior_moments():
     from botorch.sampling.pathwise import draw_matheron_paths
 

@@ -1,4 +1,7 @@
-"""SVGP identities against an exact GP in dense algebra (float64)."""
+"""SVGP identities against an exact GP in dense algebra (float64), beyond the shared contract.
+
+The contract checks (exact GP at the data, sites, conditioning, minibatch ELBO, KL, state) run on
+every strategy in `tests/variational/test_contract.py`."""
 
 import io
 import pickle
@@ -10,23 +13,6 @@ from torch.testing import assert_close
 from gpvi import SVGP
 from gpvi.core import ep_log_marginal, expected_log_prob_and_grads, sites_from_grads
 from tests.helpers import exact_gp, optimal_svgp_at_data, toy_data
-
-
-def test_one_ngd_step_at_data_gives_exact_lml_and_predictions():
-    X, Y = toy_data()
-    model = optimal_svgp_at_data(X, Y)
-    Xs = torch.linspace(-4, 4, 7, dtype=torch.float64).unsqueeze(-1)
-    lml, mu, cov = exact_gp(model.model.covar_module, X, Y[:, 0], 0.05, 0.3, Xs)
-    model.train()
-    parts = model.elbo(X, Y[:, 0])
-    model.eval()
-    assert_close(parts.elbo, lml, rtol=1e-6, atol=0)
-    post = model.posterior(Xs)
-    assert_close(post.mean[:, 0], mu, rtol=1e-6, atol=1e-8)
-    assert_close(post.mvn.covariance_matrix, cov, rtol=1e-6, atol=1e-8)
-    # observation noise adds the likelihood variance
-    noisy = model.posterior(Xs, observation_noise=True)
-    assert_close(noisy.variance[:, 0], cov.diag() + 0.05, rtol=1e-6, atol=1e-8)
 
 
 def test_elbo_is_below_lml_before_the_step_and_jitter_bias_is_bounded():
@@ -48,21 +34,6 @@ def test_whitened_and_unwhitened_parameterisations_agree(whiten):
     elbo = model.elbo(X, Y[:, 0]).elbo
     lml, _, _ = exact_gp(model.model.covar_module, X, Y[:, 0], 0.05, model.model.mean_module.constant.item(), X)
     assert_close(elbo, lml, rtol=1e-6, atol=0)
-
-
-def test_minibatch_elbo_averaged_over_an_epoch_equals_full_batch():
-    torch.manual_seed(1)
-    X = torch.rand(60, 2, dtype=torch.float64)
-    Y = torch.sin(5 * X[:, :1]) + 0.1 * torch.randn(60, 1, dtype=torch.float64)
-    model = SVGP(X, Y, num_inducing=10)
-    model.train()
-    with torch.no_grad():  # a non-trivial q
-        model.strategy._variational_distribution.variational_mean.normal_()
-    full = model.elbo(X, Y[:, 0])
-    perm = torch.randperm(60)
-    batches = [model.elbo(X[i], Y[i, 0], num_data=60) for i in perm.split(15)]
-    assert_close(torch.stack([b.elbo for b in batches]).mean(), full.elbo, rtol=1e-10, atol=1e-10)
-    assert_close(torch.stack([b.expected_log_lik for b in batches]).mean(), full.expected_log_lik)
 
 
 def test_ep_estimate_equals_exact_lml_for_gaussian_at_data():
@@ -90,19 +61,6 @@ def test_ep_estimate_equals_exact_lml_for_gaussian_at_data():
             num_data=X.shape[0],
         )
     assert_close(ep, lml, rtol=1e-6, atol=0)
-
-
-def test_condition_on_observations_equals_exact_refit():
-    X, Y = toy_data()
-    model = optimal_svgp_at_data(X, Y)
-    Xn = torch.tensor([[0.5], [3.5]], dtype=torch.float64)
-    Yn = torch.tensor([[1.0], [-1.0]], dtype=torch.float64)
-    cond = model.condition_on_observations(Xn, Yn)
-    Xs = torch.linspace(-4, 4, 9, dtype=torch.float64).unsqueeze(-1)
-    _, mu, cov = exact_gp(model.model.covar_module, torch.cat([X, Xn]), torch.cat([Y, Yn])[:, 0], 0.05, 0.3, Xs)
-    post = cond.posterior(Xs)
-    assert_close(post.mean[:, 0], mu, rtol=1e-6, atol=1e-7)
-    assert_close(post.mvn.covariance_matrix, cov, rtol=1e-6, atol=1e-7)
 
 
 def test_condition_on_observations_is_exact_conditioning_of_a_sparse_posterior():

@@ -21,30 +21,12 @@ import io
 import pickle
 
 import torch
-from gpytorch.distributions import MultivariateNormal
 from torch.testing import assert_close
 
 from gpvi.core.sites import GaussianSites
+from tests.helpers import exact_gp, toy_data
 
 DT = torch.float64
-
-
-def toy_data(n: int = 15, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Well-spaced 1-D inputs and a smooth noisy function (n x 1 each)."""
-    g = torch.Generator().manual_seed(seed)
-    X = torch.linspace(-3, 3, n, dtype=DT).unsqueeze(-1)
-    return X, torch.sin(2 * X) + 0.1 * torch.randn(n, 1, generator=g, dtype=DT)
-
-
-def exact_gp(kernel, X, y, noise, mean, Xs):
-    """Exact GP: log marginal likelihood, predictive mean and covariance at Xs (dense algebra)."""
-    n = X.shape[0]
-    Ky = kernel(X).to_dense() + noise * torch.eye(n, dtype=X.dtype)
-    lml = MultivariateNormal(mean * torch.ones(n, dtype=X.dtype), Ky).log_prob(y)
-    ks = kernel(Xs, X).to_dense()
-    mu = mean + ks @ torch.linalg.solve(Ky, y - mean)
-    cov = kernel(Xs).to_dense() - ks @ torch.linalg.solve(Ky, ks.T)
-    return lml, mu, cov
 
 
 def random_sites(M: int, seed: int = 0) -> GaussianSites:
