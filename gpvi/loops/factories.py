@@ -28,6 +28,8 @@ from botorch.models.transforms.input import Normalize
 from botorch.models.transforms.outcome import Standardize
 from torch import Tensor
 
+from gpvi.fit import fit
+from gpvi.fit.api import recipe_options
 from gpvi.models.registry import ModelEntry, get_model, load_object
 
 WarmState = dict[str, Tensor] | None
@@ -167,16 +169,16 @@ class GPVIFactory(ModelFactory):
         return {"kernel": kernel, "likelihood": likelihood}
 
     def fit(self, train_X: Tensor, train_Y: Tensor, bounds: Tensor, warm: WarmState = None) -> Model:
-        model = self.entry.build(
-            train_X,
-            train_Y,
-            num_inducing=min(self.num_inducing, train_X.shape[-2]),
-            inducing=self.inducing,
-            learn_inducing=self._learns_inducing(train_X.shape[-2]),
-            input_transform=Normalize(train_X.shape[-1], bounds=bounds),
-            outcome_transform=Standardize(1),
+        options = {
+            "num_inducing": min(self.num_inducing, train_X.shape[-2]),
+            "inducing": self.inducing,
+            "learn_inducing": self._learns_inducing(train_X.shape[-2]),
+            "input_transform": Normalize(train_X.shape[-1], bounds=bounds),
+            "outcome_transform": Standardize(1),
             **self._modules(train_X.shape[-1], train_X.dtype),
-        )
+        }
+        params, open_ended = self.entry.constructor_parameters()  # a family without inducing inputs: no num_inducing
+        model = self.entry.build(train_X, train_Y, **{k: v for k, v in options.items() if open_ended or k in params})
         warm = warm if self._uses_warm_start(train_X.shape[-2]) else None
         if warm:
             model.load_state_dict(warm, strict=False)
@@ -184,9 +186,6 @@ class GPVIFactory(ModelFactory):
         return model
 
     def _train(self, model: Model, steps: int) -> None:
-        from gpvi.fit import fit
-        from gpvi.fit.api import recipe_options
-
         if self.fit_kind == "collapsed":
             fit(model, recipe="collapsed", max_steps=steps, progress=False)
         elif self.fit_kind == "ngd":

@@ -20,6 +20,7 @@ register themselves in their modules; the peers from other libraries are registe
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,26 @@ class ModelEntry:
     def resolve(self) -> Callable[..., Any]:
         """The constructor itself (importing a "module:attribute" path)."""
         return load_object(self.constructor) if isinstance(self.constructor, str) else self.constructor
+
+    def constructor_parameters(self) -> tuple[set[str], bool]:
+        """(the keyword parameters the constructor takes, whether it takes any others too).
+
+        A class is read along its MRO while its ``__init__`` passes ``**options`` on (DualSVGP's reach
+        SVGP's), so a caller can send each option to the constructor or to the training.
+        """
+        constructor = self.resolve()
+        signatures = (
+            [inspect.signature(c.__init__) for c in constructor.__mro__ if "__init__" in c.__dict__]
+            if isinstance(constructor, type)
+            else [inspect.signature(constructor)]
+        )
+        names: set[str] = set()
+        for signature in signatures:
+            params = signature.parameters.values()
+            names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+            if not any(p.kind is p.VAR_KEYWORD for p in params):
+                return names - {"self"}, False
+        return names - {"self"}, True
 
     def options_for(self, use: str) -> dict[str, Any]:
         """A fresh copy of the default options for ``use``."""

@@ -167,13 +167,9 @@ def fit_method(name: str, X: torch.Tensor, Y: torch.Tensor, options: dict[str, A
         idx = torch.randperm(X.shape[0], generator=torch.Generator().manual_seed(seed))[:max_n]
         X, Y = X[idx], Y[idx]
     constructor = entry.resolve()
-    takes = inspect.signature(constructor).parameters
-    if entry.trainer == "botorch":  # fitted by fit_gpytorch_mll: every option is the model's
-        built, trained = options, {}
-    else:
-        built = {k: v for k, v in options.items() if k in takes}
-        trained = {k: v for k, v in options.items() if k not in takes}
-    if "seed" in takes:
+    built, trained = split_options(entry, options)
+    params, open_ended = entry.constructor_parameters()
+    if entry.trainer != "botorch" and ("seed" in params or open_ended):
         built.setdefault("seed", seed)
     model = constructor(X, Y, **built)
     if entry.trainer == "gpvi":
@@ -190,6 +186,29 @@ def fit_method(name: str, X: torch.Tensor, Y: torch.Tensor, options: dict[str, A
 
         fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
     return model
+
+
+def split_options(entry: Any, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(constructor options, training options) of a registered model.
+
+    BoTorch models take every option in their constructor. Otherwise an option the constructor names
+    goes to it; the others go to the training: `gpvi.fit` (its recipes' options) or the model's own
+    ``fit``; a constructor that also takes ``**options`` gets whatever the training does not name.
+    """
+    if entry.trainer == "botorch":
+        return dict(options), {}
+    params, open_ended = entry.constructor_parameters()
+    if entry.trainer == "gpvi":
+        from gpvi.fit import RECIPES
+
+        training = set().union(*(c.option_names() for c in RECIPES.values())) | {"recipe", "optimizer", "objective"}
+    else:
+        training = set(inspect.signature(entry.resolve().fit).parameters) - {"self"}
+    to_constructor = {k for k in options if k in params or (open_ended and k not in training)}
+    return (
+        {k: v for k, v in options.items() if k in to_constructor},
+        {k: v for k, v in options.items() if k not in to_constructor},
+    )
 
 
 # -- summary, table, plot -----------------------------------------------------------------------------
@@ -315,4 +334,5 @@ __all__ = [
     "regression_summary",
     "regression_table",
     "run_regression",
+    "split_options",
 ]
