@@ -57,6 +57,9 @@ class TestAnInterDomainFeatureTypePassesTheContract(PosteriorContract):
     def test_condition_on_observations_is_the_exact_posterior_given_all_data(self):
         pytest.skip("conditioning grows the inducing set with point evaluations: point features only")
 
+    def test_conditioning_twice_is_conditioning_once_on_both(self):
+        pytest.skip("conditioning grows the inducing set with point evaluations: point features only")
+
 
 # -- a recipe, declared by a model ----------------------------------------------------------------------
 @dataclass

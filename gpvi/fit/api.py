@@ -100,11 +100,16 @@ def recipe_options(
     return RECIPES[resolve_recipe(model, recipe, optimizer, objective)[0]].option_names()
 
 
+def fit_option_names() -> set[str]:
+    """Every keyword `fit` accepts: ``recipe``, ``optimizer``, ``objective`` and every recipe's options."""
+    return {"recipe", "optimizer", "objective"}.union(*(c.option_names() for c in RECIPES.values()))
+
+
 def build_recipe(name: str, options: dict[str, Any]) -> Recipe:
     """The recipe ``name`` built from ``options``: unknown options raise, unused ones warn."""
     cls = RECIPES[name]
     mine = cls.option_names()
-    known = set().union(*(c.option_names() for c in RECIPES.values()))
+    known = fit_option_names()
     unknown = sorted(set(options) - known)
     if unknown:
         raise TypeError(f"gpvi.fit got unexpected option(s) {unknown}; the {name!r} recipe takes {sorted(mine)}.")
@@ -114,4 +119,4 @@ def build_recipe(name: str, options: dict[str, Any]) -> Recipe:
     return cls(**{k: v for k, v in options.items() if k in mine})
 
 
-__all__ = ["build_recipe", "fit", "recipe_options", "resolve_recipe"]
+__all__ = ["LEGACY", "build_recipe", "fit", "fit_option_names", "recipe_options", "resolve_recipe"]

@@ -9,7 +9,8 @@ A family's test module subclasses `PosteriorContract` and says how to build its 
 Every check compares with dense algebra written here, in float64 (the identities of
 `../shared/methods`): with its variables at the data and a Gaussian likelihood the optimal q is the
 exact GP and the ELBO the exact log marginal likelihood; q -> sites -> q is the identity;
-`condition_on_observations` is the exact posterior given all data; the minibatch ELBO averaged over
+`condition_on_observations` is the exact posterior given all data, and conditioning twice is
+conditioning once on both; the minibatch ELBO averaged over
 an epoch is the full ELBO; the KL is the dense Gaussian KL; a natural-gradient step of size 1 at the
 optimum is a fixed point; state round trips keep predictions. A family without inducing inputs
 overrides `build` to ignore Z and, where a check does not apply, the test with a reason.
@@ -102,6 +103,17 @@ class PosteriorContract:
         post = model.condition_on_observations(Xn, Yn).posterior(Xs)
         assert_close(post.mean[:, 0], mu, rtol=1e-6, atol=1e-7)
         assert_close(post.mvn.covariance_matrix, cov, rtol=1e-6, atol=1e-7)
+
+    def test_conditioning_twice_is_conditioning_once_on_both(self):
+        X, Y = toy_data()
+        model = self.optimal(X, Y, X[::2])
+        A, B = torch.tensor([[0.5], [3.5]], dtype=DT), torch.tensor([[-1.2]], dtype=DT)
+        yA, yB = torch.tensor([[1.0], [-1.0]], dtype=DT), torch.tensor([[0.3]], dtype=DT)
+        Xs = torch.linspace(-4, 4, 9, dtype=DT).unsqueeze(-1)
+        twice = model.condition_on_observations(A, yA).condition_on_observations(B, yB).posterior(Xs).mvn
+        once = model.condition_on_observations(torch.cat([A, B]), torch.cat([yA, yB])).posterior(Xs).mvn
+        assert_close(twice.mean, once.mean, rtol=1e-8, atol=1e-10)
+        assert_close(twice.covariance_matrix, once.covariance_matrix, rtol=1e-8, atol=1e-10)
 
     def test_minibatch_elbo_over_an_epoch_equals_the_full_elbo(self):
         X, Y = toy_data(24)

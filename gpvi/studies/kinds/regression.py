@@ -199,9 +199,9 @@ def split_options(entry: Any, options: dict[str, Any]) -> tuple[dict[str, Any], 
         return dict(options), {}
     params, open_ended = entry.constructor_parameters()
     if entry.trainer == "gpvi":
-        from gpvi.fit import RECIPES
+        from gpvi.fit.api import fit_option_names
 
-        training = set().union(*(c.option_names() for c in RECIPES.values())) | {"recipe", "optimizer", "objective"}
+        training = fit_option_names()
     else:
         training = set(inspect.signature(entry.resolve().fit).parameters) - {"self"}
     to_constructor = {k for k in options if k in params or (open_ended and k not in training)}
