@@ -44,7 +44,7 @@ def check_tensor(
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else ndim
         if value.dim() not in allowed:
-            extra = " (use `X.unsqueeze(-1)` for 1-D inputs)" if 2 in allowed and value.dim() == 1 else ""
+            extra = f" (use `{name}.unsqueeze(-1)` for a 1-D tensor)" if 2 in allowed and value.dim() == 1 else ""
             raise ValueError(
                 f"`{name}` must have {' or '.join(map(str, allowed))} dimensions{hint}, "
                 f"got shape {tuple(value.shape)}{extra}."

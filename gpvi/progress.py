@@ -13,6 +13,14 @@ run on it, so they share one notion of a step, one history format and one set of
 
     "max_steps"   the step budget ran out          "converged"  the stopping rule fired
     "callback"    the user's callback returned True "non-finite" the objective became NaN or inf
+    "not-psd"     a covariance met in a step was not positive definite (a Cholesky failed)
+
+A fit never loses its result to a numerical failure: a step that raises `NotPSDError` (or another
+numerical error, `numerical_failure`) inside ``with loop:`` ends the loop instead of the program,
+and a loop given the model (``keep_best``) puts back the best state it was offered (or the state it
+started from). `result` then warns: `FitFailedWarning` after a failure, `MaxStepsWarning` when the
+budget ran out while a stopping rule was active (BoTorch's `OptimizationWarning`s, so its filters
+apply).
 
 Nothing here knows about models: it sits below every other floor of the package, next to the
 progress-bar rule (a bar on a terminal, never under pytest, or as the caller says).
@@ -22,17 +30,36 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from botorch.exceptions.warnings import OptimizationWarning
+from linear_operator.utils.errors import NanError, NotPSDError
 from torch import Tensor
 
 StopReason = str  # one of STOP_REASONS
-STOP_REASONS = ("max_steps", "converged", "callback", "non-finite")
+STOP_REASONS = ("max_steps", "converged", "callback", "non-finite", "not-psd")
+#: The stop reasons of a numerical failure (the best state is restored, `FitFailedWarning`).
+FAILURES = ("non-finite", "not-psd")
+
+
+class FitWarning(OptimizationWarning):
+    """Base of gpvi's fitting warnings (a BoTorch `OptimizationWarning`, so BoTorch's filters apply)."""
+
+
+class MaxStepsWarning(FitWarning):
+    """The step budget ran out before the stopping rule fired: the fit may not have converged."""
+
+
+class FitFailedWarning(FitWarning):
+    """A step met a numerical failure (non-finite objective, a matrix not positive definite): the fit
+    stopped and the best iterate seen was restored."""
 
 
 # -- progress bars ---------------------------------------------------------------------------------
@@ -96,7 +123,7 @@ class FitResult:
         history: One dict per step: the objective's parts (e.g. elbo, expected_log_lik, kl, or
             objective for EP-like fits; floats, totals not per datum), step (1, 2, ...) and time (s).
         wall_time: Seconds spent.
-        stop_reason: "max_steps", "converged", "callback" or "non-finite".
+        stop_reason: "max_steps", "converged", "callback", "non-finite" or "not-psd" (`STOP_REASONS`).
         num_steps: Steps taken.
     """
 
@@ -115,8 +142,42 @@ class FitResult:
         last = self.history[-1] if self.history else {}
         return last.get("objective", last.get("elbo", float("nan")))
 
+    @property
+    def converged(self) -> bool:
+        """Whether the stopping rule ended the fit (not the budget, a callback or a failure)."""
+        return self.stop_reason == "converged"
+
+    @property
+    def failed(self) -> bool:
+        """Whether a numerical failure ended the fit (the best state seen was restored)."""
+        return self.stop_reason in FAILURES
+
     def column(self, key: str) -> list[float]:
         return [h[key] for h in self.history]
+
+
+_NOT_PSD = re.compile(r"positive.definite|cholesky|singular", re.IGNORECASE)
+_NON_FINITE = re.compile(r"\bnan\b|\binf\b|non-finite|not finite|invalid values", re.IGNORECASE)
+
+
+def numerical_failure(error: BaseException) -> StopReason | None:
+    """The stop reason of an exception raised by a numerical failure ("not-psd", "non-finite"), else None.
+
+    Not positive definite: linear_operator's `NotPSDError`, torch's `LinAlgError`, a runtime error
+    naming a Cholesky factor. Non-finite: `NanError`, and value/runtime errors about NaN or inf values
+    (a torch distribution's argument check). Anything else is a bug or bad input and must propagate.
+    """
+    if isinstance(error, (NotPSDError, torch.linalg.LinAlgError)):
+        return "non-finite" if _NON_FINITE.search(str(error)) else "not-psd"
+    if isinstance(error, NanError):
+        return "non-finite"
+    if isinstance(error, (RuntimeError, ValueError)):
+        text = str(error)
+        if _NOT_PSD.search(text):
+            return "not-psd"
+        if _NON_FINITE.search(text):
+            return "non-finite"
+    return None
 
 
 class StopFit(Exception):
@@ -140,8 +201,11 @@ class StepLoop:
             fed ``loss = −value / loss_scale``; None: no rule.
         loss_scale: Divides the objective before the rule sees it (e.g. N, for a per-datum loss).
         label: The name of the value on the bar.
-        keep_best: A module whose state is saved whenever `offer` sees a new best value and put
-            back by `restore_best` (the rule of Li et al. against a non-monotone EP-like objective).
+        keep_best: A module whose state is saved at the start and whenever `offer` sees a new best
+            value; `restore_best` puts it back (the rule of Li et al. against a non-monotone EP-like
+            objective), and so does a numerical failure.
+        warn_max_steps: Warn (`MaxStepsWarning`) when the budget runs out; default: when a stopping
+            rule is active (a fixed step count asked for without one is not a failure to converge).
     """
 
     def __init__(
@@ -155,6 +219,7 @@ class StepLoop:
         loss_scale: float = 1.0,
         label: str = "elbo",
         keep_best: torch.nn.Module | None = None,
+        warn_max_steps: bool | None = None,
     ) -> None:
         self.max_steps = max_steps
         self.callback, self.rule, self.loss_scale, self.label = callback, early_stopping, loss_scale, label
@@ -164,16 +229,28 @@ class StepLoop:
         self._start = time.perf_counter()
         self._keep = keep_best
         self._best: tuple[float, dict[str, Tensor]] | None = None
+        self.warn_max_steps = early_stopping is not None if warn_max_steps is None else warn_max_steps
+        #: The stop reason of a numerical failure met inside ``with loop:`` (None: none met).
+        self.failure: StopReason | None = None
+        self.error: BaseException | None = None
 
     def __enter__(self) -> StepLoop:
         self._start = time.perf_counter()
         self._bar = progress_bar(self.max_steps, self._show, desc=self._desc)
+        if self._keep is not None and self._best is None:
+            self._best = (-math.inf, self._snapshot())
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: Any, error: BaseException | None, traceback: Any) -> bool:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+        reason = None if error is None or isinstance(error, StopFit) else numerical_failure(error)
+        if reason is None:
+            return False
+        self.failure, self.error = reason, error
+        self.restore_best()
+        return True  # the fit ends here; `result` reports it
 
     def steps(self) -> Iterator[int]:
         """1, 2, ..., max_steps."""
@@ -222,8 +299,11 @@ class StepLoop:
     # -- restore-best ---------------------------------------------------------------------------
     def offer(self, value: float) -> None:
         """Save ``keep_best``'s state if ``value`` is the best seen (call it before changing the state)."""
-        if self._keep is not None and (self._best is None or value > self._best[0]):
-            self._best = (value, {k: v.detach().clone() for k, v in self._keep.state_dict().items()})
+        if self._keep is not None and math.isfinite(value) and (self._best is None or value > self._best[0]):
+            self._best = (value, self._snapshot())
+
+    def _snapshot(self) -> dict[str, Tensor]:
+        return {k: v.detach().clone() for k, v in self._keep.state_dict().items()}
 
     def restore_best(self) -> None:
         """Put back the state saved with the best value (nothing when none was saved)."""
@@ -231,16 +311,57 @@ class StepLoop:
             self._keep.load_state_dict(self._best[1])
 
     def result(self, stop_reason: StopReason) -> FitResult:
-        return FitResult(self.history, self.elapsed, stop_reason, len(self.history))
+        """The `FitResult`; a numerical failure (met in the loop, or ``stop_reason``) overrides the
+        reason, restores the best state and warns; running out of steps warns (see the class)."""
+        reason = self.failure or stop_reason
+        if reason in FAILURES:
+            if self.failure is None:
+                self.restore_best()
+            kept = "the best state seen was restored" if self._keep is not None else "the model is as it was then"
+            cause = f": {type(self.error).__name__}: {_first_line(self.error)}" if self.error is not None else ""
+            warnings.warn(
+                f"{self._desc} stopped at step {len(self.history) + 1} ({reason}{cause}); {kept}.",
+                FitFailedWarning,
+                stacklevel=caller_stacklevel(),
+            )
+        elif reason == "max_steps" and self.warn_max_steps:
+            warnings.warn(
+                f"{self._desc} ran out of steps (max_steps={self.max_steps}) before it converged; "
+                "raise max_steps, or check the history of the result.",
+                MaxStepsWarning,
+                stacklevel=caller_stacklevel(),
+            )
+        return FitResult(self.history, self.elapsed, reason, len(self.history))
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` of a `warnings.warn` made here that points at the first frame outside gpvi."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _first_line(error: BaseException | None) -> str:
+    return str(error).strip().splitlines()[0][:200] if error is not None and str(error).strip() else ""
 
 
 __all__ = [
     "STOP_REASONS",
     "EarlyStopping",
+    "FitFailedWarning",
+    "FAILURES",
+    "FitWarning",
+    "MaxStepsWarning",
     "FitResult",
     "RelativeChange",
     "StepLoop",
     "StopFit",
+    "caller_stacklevel",
+    "numerical_failure",
     "progress_bar",
     "show_progress",
 ]

@@ -15,7 +15,7 @@ def toy_data(n=15, seed=0):
 
 def optimal_svgp_at_data(X, Y, noise=0.05, mean=0.3, jitter=1e-10):
     """SVGP with Z = X after one natural-gradient step of size 1 (the optimal q)."""
-    model = SVGP(X, Y, num_inducing=X.shape[0], learn_inducing=False, jitter=jitter)
+    model = SVGP(X, Y, outcome_transform=None, num_inducing=X.shape[0], learn_inducing=False, jitter=jitter)
     model.likelihood.noise = noise
     model.model.mean_module.constant.data.fill_(mean)
     model.train()

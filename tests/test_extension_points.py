@@ -52,7 +52,7 @@ class ScaledPoints(InducingFeatures):
 
 class TestAnInterDomainFeatureTypePassesTheContract(PosteriorContract):
     def build(self, X, Y, Z):
-        return gpvi.SVGP(X, Y, features=ScaledPoints(Z, 2.0), jitter=self.jitter)
+        return gpvi.SVGP(X, Y, outcome_transform=None, features=ScaledPoints(Z, 2.0), jitter=self.jitter)
 
     def test_condition_on_observations_is_the_exact_posterior_given_all_data(self):
         pytest.skip("conditioning grows the inducing set with point evaluations: point features only")

@@ -8,6 +8,7 @@ from gpvi.core.likelihoods import (
     expected_log_prob,
     expected_log_prob_and_grads,
     likelihood_layout,
+    log_predictive_density,
 )
 from gpvi.core.linalg import NotPSDError, cholesky, gram, gram_and_project
 from gpvi.core.objectives import ElboParts, collapsed_elbo, elbo, ep_log_marginal, kl_whitened
@@ -35,5 +36,6 @@ __all__ = [
     "guarded_lbfgs",
     "kl_whitened",
     "likelihood_layout",
+    "log_predictive_density",
     "sites_from_grads",
 ]

@@ -10,7 +10,7 @@ of Bui, Yan & Turner 2017), for whitened q(v) = N(m, S), per-datum sites (α_n, 
 
     τ_n = β_n, g_n = α_n / β_n, s_n = w_nᵀ S w_n, μ_n = w_nᵀ m (centred), c_n = max(1 − a τ_n s_n, 1e-5)
     cavity of f_n: mean μ₀(x_n) + μ_n + a s_n τ_n (μ_n − g_n) / c_n,  variance k_nn − Q_nn + s_n / c_n
-    log Ẑ_n = log ∫ p(y_n | f)^a N(f; cavity) df                         (Gauss–Hermite)
+    log Ẑ_n = log ∫ p(y_n | f)^a N(f; cavity) df        (`log_predictive_density`: closed form or quadrature)
     log Z_EP ≈ ½ log|S| + ½ mᵀS⁻¹m + (N/B) Σ_n [ (1/a) log Ẑ_n − (1/2a) log c_n
                  + ½ τ_n μ_n² / c_n + ½ a τ_n² g_n² s_n / c_n − τ_n g_n μ_n / c_n ]
 
@@ -25,10 +25,10 @@ import math
 from typing import NamedTuple
 
 import torch
-from gpytorch.likelihoods import Likelihood
+from gpytorch.likelihoods import GaussianLikelihood, Likelihood, _OneDimensionalLikelihood
 from torch import Tensor
 
-from gpvi.core.likelihoods import DEFAULT_QUADRATURE, _hermgauss, _OneDimensionalLikelihood, expected_log_prob
+from gpvi.core.likelihoods import DEFAULT_QUADRATURE, log_predictive_density
 from gpvi.core.linalg import gram_and_project, symmetrize, tri_solve
 
 
@@ -100,7 +100,7 @@ def collapsed_elbo(chol_Kuu: Tensor, Kuf: Tensor, k_diag: Tensor, y_centred: Ten
     N = Kuf.shape[-1]
     noise = noise.reshape(1) if noise.dim() == 0 else noise
     noise = noise.expand(*y_centred.shape[:-1], 1)  # (*b, 1)
-    gram_white, proj = _whitened_gram(chol_Kuu, Kuf, y_centred.unsqueeze(-1))
+    gram_white, proj = _whitened_gram(chol_Kuu, Kuf, y_centred.unsqueeze(-1), noise, k_diag)
     inner = gram_white / noise.unsqueeze(-1)  # AAᵀ
     chol_B = torch.linalg.cholesky(inner + torch.eye(inner.shape[-1], dtype=Kuf.dtype, device=Kuf.device))
     c = tri_solve(chol_B, proj).squeeze(-1) / noise
@@ -115,13 +115,39 @@ def collapsed_elbo(chol_Kuu: Tensor, Kuf: Tensor, k_diag: Tensor, y_centred: Ten
     )
 
 
-def _whitened_gram(chol_Kuu: Tensor, Kuf: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+#: Largest tolerated round-off, relative to B's unit diagonal, of the whitened Gram formed from Φ = Kuf Kfu.
+GRAM_ROUNDOFF = 1e-6
+
+
+def phi_route_roundoff(chol_Kuu: Tensor, k_diag: Tensor, noise: Tensor) -> Tensor:
+    """Bound on the round-off of L⁻¹ Φ L⁻ᵀ / σ² (the Φ = Kuf Kfu route), relative to B = I + AAᵀ.
+
+    Whitening Φ multiplies its round-off ε N max k_nn by up to κ(Kuu) ≈ (max L_ii / min L_ii)²
+    (a lower estimate of the condition number, from the factor already at hand):
+
+        err ≈ ε κ N max k_nn / σ²
+    """
+    diag = chol_Kuu.diagonal(dim1=-2, dim2=-1).detach()
+    kappa = (diag.max(-1).values / diag.min(-1).values).pow(2)
+    eps = torch.finfo(chol_Kuu.dtype).eps
+    scale = k_diag.detach().amax(-1) * k_diag.shape[-1] / noise.detach().reshape(-1).amin()
+    return eps * kappa * scale
+
+
+def _whitened_gram(
+    chol_Kuu: Tensor, Kuf: Tensor, y: Tensor, noise: Tensor | None = None, k_diag: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """(L⁻¹ Kuf Kfu L⁻ᵀ (*b, M, M), L⁻¹ Kuf y (*b, M, 1)) for y (*b, N, 1).
 
-    In float64 from Φ = Kuf Kfu (whitened in M×M; see `collapsed_elbo`); in lower precision from
-    A = L⁻¹Kuf, whose round-off is not amplified by Kuu's condition number.
+    In float64 from Φ = Kuf Kfu (whitened in M×M; see `collapsed_elbo`) when its round-off, amplified
+    by Kuu's condition number, stays below `GRAM_ROUNDOFF` of B (`phi_route_roundoff`); otherwise
+    (lower precision, or small noise with an ill-conditioned Kuu: noise-free data) from A = L⁻¹Kuf,
+    whose round-off is not amplified by Kuu's condition number, so B stays positive definite.
     """
-    if Kuf.dtype != torch.float64:
+    stable = Kuf.dtype != torch.float64
+    if not stable and noise is not None and k_diag is not None:
+        stable = bool((phi_route_roundoff(chol_Kuu, k_diag, noise) > GRAM_ROUNDOFF).any())
+    if stable:
         return gram_and_project(tri_solve(chol_Kuu, Kuf), y)
     phi, proj = gram_and_project(Kuf, y)
     half = tri_solve(chol_Kuu, phi)  # L⁻¹ Φ
@@ -129,20 +155,12 @@ def _whitened_gram(chol_Kuu: Tensor, Kuf: Tensor, y: Tensor) -> tuple[Tensor, Te
     return symmetrize(white), tri_solve(chol_Kuu, proj)
 
 
-def _log_tilted(likelihood: Likelihood, y: Tensor, mean: Tensor, var: Tensor, power: float, num: int) -> Tensor:
-    """log ∫ p(y|f)^a N(f; mean, var) df, (*b, B); closed form for a Gaussian likelihood with a = 1."""
-    from gpytorch.likelihoods import GaussianLikelihood
-
-    if isinstance(likelihood, GaussianLikelihood) and power == 1.0:
-        noise = likelihood.noise.to(mean)
-        total = var + noise
-        return -0.5 * (torch.log(2 * math.pi * total) + (y - mean) ** 2 / total)
+def _log_tilted(likelihood: Likelihood, y: Tensor, mean: Tensor, var: Tensor, power: float, num: int | None) -> Tensor:
+    """log ∫ p(y|f)^a N(f; mean, var) df, (*b, B): `log_predictive_density` with power a (closed form for a
+    Gaussian likelihood; in log space by the adaptive rule, or ``num`` Gauss–Hermite nodes, otherwise)."""
     if not isinstance(likelihood, (_OneDimensionalLikelihood, GaussianLikelihood)):
         raise TypeError(f"The EP-like estimate needs a one-dimensional likelihood, got {type(likelihood).__name__}.")
-    nodes, weights = _hermgauss(num, mean)
-    f = mean.unsqueeze(-1) + var.clamp_min(0).sqrt().unsqueeze(-1) * nodes
-    log_p = expected_log_prob(likelihood, y.unsqueeze(-1).expand_as(f), f, torch.zeros_like(f))
-    return torch.logsumexp(power * log_p + weights.log(), dim=-1)
+    return log_predictive_density(likelihood, y, mean, var, power=power, num_quadrature=num)
 
 
 def ep_log_marginal(
@@ -159,7 +177,7 @@ def ep_log_marginal(
     q_scale_tril: Tensor,
     num_data: int,
     power: float = 1.0,
-    num_quadrature: int = DEFAULT_QUADRATURE,
+    num_quadrature: int | None = DEFAULT_QUADRATURE,
 ) -> Tensor:
     """EP-like estimate of log p(y | θ) from sites (formula in the module docstring).
 
@@ -174,6 +192,8 @@ def ep_log_marginal(
         q_mean, q_scale_tril: whitened q(v), (*b, M) and (*b, M, M).
         num_data: N (the batch term is scaled by N/B).
         power: the power-EP exponent a (1 = EP).
+        num_quadrature: Rule for log Ẑ_n: None, the adaptive rule (accurate for wide cavities), or
+            K Gauss–Hermite nodes (`gpvi.core.likelihoods`).
 
     Returns:
         (*b,) the estimate.

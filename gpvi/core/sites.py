@@ -64,6 +64,7 @@ def batch_sites(
     weights: Tensor | None = None,
     differentiable: bool = False,
     min_precision: float = 1e-8,
+    num_quadrature: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Per-datum sites (α, β) of a batch at the current q, from the core's expected log-likelihoods.
 
@@ -80,6 +81,8 @@ def batch_sites(
             objectives built from sites at the current q (the EP-like minibatch M-step). Without it
             the sites are detached values.
         min_precision: Floor of β, so that sites stay proper for non-log-concave likelihoods.
+        num_quadrature: Rule of the expectations: None, the adaptive rule (accurate for any q), or K
+            Gauss–Hermite nodes (`gpvi.core.likelihoods`).
 
     Returns:
         (alpha, beta), each shaped like ``marginals.centred_mean``.
@@ -88,10 +91,14 @@ def batch_sites(
     if differentiable and (mean.requires_grad or var.requires_grad):
         mean, var = (t if t.requires_grad else t.detach().requires_grad_() for t in (mean, var))
         with torch.enable_grad():
-            value = expected_log_prob(likelihood, y, *likelihood_layout(likelihood, mean, var), weights=weights)
+            value = expected_log_prob(
+                likelihood, y, *likelihood_layout(likelihood, mean, var), weights=weights, num_quadrature=num_quadrature
+            )
             d_mean, d_var = torch.autograd.grad(value.sum(), (mean, var), create_graph=True)
     else:
-        grads = expected_log_prob_and_grads(likelihood, y, *likelihood_layout(likelihood, mean, var), weights=weights)
+        grads = expected_log_prob_and_grads(
+            likelihood, y, *likelihood_layout(likelihood, mean, var), weights=weights, num_quadrature=num_quadrature
+        )
         d_mean, d_var = likelihood_layout(likelihood, grads.d_mean, grads.d_var)
     return sites_from_grads(marginals.centred_mean, d_mean, d_var, min_precision=min_precision)
 

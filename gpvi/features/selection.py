@@ -37,7 +37,8 @@ def select_inducing_points(
 
     Args:
         X: (N, D) inputs in model space.
-        num_inducing: M; when M >= N the data themselves are returned (Z = X).
+        num_inducing: M; when M >= N the data themselves are returned (Z = X), and when M is at least
+            the number of distinct rows, those rows (duplicates would make Kuu singular).
         method: "kmeans" (k-means++ then Lloyd, on at most 20k rows), "greedy" (greedy variance
             reduction under ``kernel``, `greedy_variance_indices`), or an (M, D) tensor (returned as is).
         kernel: The kernel for "greedy".
@@ -49,10 +50,16 @@ def select_inducing_points(
                 f"`inducing` must be an `M x d` tensor with d = {X.shape[-1]}, got shape {tuple(method.shape)}."
             )
         return method.to(X)
-    if not isinstance(num_inducing, int) or num_inducing < 1:
+    if not isinstance(num_inducing, int) or isinstance(num_inducing, bool) or num_inducing < 1:
         raise ValueError(f"`num_inducing` must be a positive int, got {num_inducing!r}.")
+    if method not in ("kmeans", "greedy"):
+        raise ValueError(f"`inducing` must be 'kmeans', 'greedy' or an `M x d` tensor, got {method!r}.")
     if num_inducing >= X.shape[0]:
-        return X.detach().clone()
+        distinct = torch.unique(X.detach(), dim=0)  # duplicated rows would make Kuu singular
+        return X.detach().clone() if distinct.shape[0] == X.shape[0] else distinct
+    distinct = torch.unique(X.detach(), dim=0)
+    if num_inducing >= distinct.shape[0]:
+        return distinct
     if method == "kmeans":
         return kmeans_centres(X, num_inducing, seed=seed)
     if method == "greedy":

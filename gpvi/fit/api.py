@@ -21,11 +21,16 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from gpvi.core.likelihoods import check_num_quadrature
 from gpvi.fit.recipes import RECIPES, Recipe
 from gpvi.progress import FitResult
 
 #: The recipes that the older ``optimizer`` / ``objective`` arguments name.
 LEGACY = ("adam", "ngd", "cvi", "collapsed")
+
+
+#: Marks ``num_quadrature`` as not given (None is a value: the adaptive rule).
+_MODEL_RULE = object()
 
 
 def fit(
@@ -34,6 +39,7 @@ def fit(
     *,
     optimizer: str | None = None,
     objective: str | None = None,
+    num_quadrature: Any = _MODEL_RULE,
     **options: Any,
 ) -> FitResult:
     """Fit a gpvi model (see the module docstring); returns a `FitResult` and leaves the model in eval mode.
@@ -42,7 +48,9 @@ def fit(
         model: A gpvi model (`gpvi.SVGP`, `gpvi.DualSVGP`, `gpvi.multitask.MagmaClust`, ...).
         recipe: A recipe name (`gpvi.fit.recipes.RECIPES`) or a `Recipe` object.
         optimizer: "adam", "ngd" or "cvi": the recipe by its older name.
-        objective: "elbo", "ep" or "collapsed".
+        objective: "elbo", "ep", "collapsed" or "pll" (the predictive log likelihood, adam / ngd).
+        num_quadrature: The expectations' rule during this fit (None: adaptive; K: Gauss–Hermite
+            nodes); default the model's own ``num_quadrature``, which is put back afterwards.
         options: The recipe's options, e.g. ``max_steps``, ``batch_size``, ``lr``, ``ngd_step``,
             ``early_stopping``, ``callback``, ``progress``, ``kl_weight``, ``seed``, ``e_steps``,
             ``m_steps``, ``restore_best``, ``warmup_e_steps``, ``learn_inducing`` (see each recipe).
@@ -55,7 +63,15 @@ def fit(
         name, extra = resolve_recipe(model, recipe, optimizer, objective)
         chosen = build_recipe(name, {**options, **extra})
     chosen.check(model)
-    return chosen.run(model)
+    if num_quadrature is _MODEL_RULE:
+        return chosen.run(model)
+    check_num_quadrature(num_quadrature)
+    saved = model.num_quadrature
+    model.num_quadrature = num_quadrature
+    try:
+        return chosen.run(model)
+    finally:
+        model.num_quadrature = saved
 
 
 def resolve_recipe(model: Any, recipe: str | None, optimizer: str | None, objective: str | None) -> tuple[str, dict]:
@@ -76,8 +92,12 @@ def resolve_recipe(model: Any, recipe: str | None, optimizer: str | None, object
         optimizer = {"adam": "ngd" if objective == "collapsed" else "adam", "collapsed": "cvi"}.get(default, default)
     elif optimizer not in ("adam", "ngd", "cvi"):
         raise ValueError(f"`optimizer` must be 'adam', 'ngd' or 'cvi', got {optimizer!r}.")
-    if objective not in (None, "elbo", "ep", "collapsed"):
-        raise ValueError(f"`objective` must be 'elbo', 'ep' or 'collapsed', got {objective!r}.")
+    if objective not in (None, "elbo", "ep", "collapsed", "pll"):
+        raise ValueError(f"`objective` must be 'elbo', 'ep', 'collapsed' or 'pll', got {objective!r}.")
+    if objective == "pll":
+        if optimizer not in ("adam", "ngd"):
+            raise ValueError("`objective='pll'` is trained by optimizer 'adam' or 'ngd'.")
+        return optimizer, {"objective": "pll"}
     if optimizer == "cvi":
         RECIPES["cvi"]().check(model)  # even when it resolves to the collapsed recipe
         if objective is None:
@@ -102,7 +122,7 @@ def recipe_options(
 
 def fit_option_names() -> set[str]:
     """Every keyword `fit` accepts: ``recipe``, ``optimizer``, ``objective`` and every recipe's options."""
-    return {"recipe", "optimizer", "objective"}.union(*(c.option_names() for c in RECIPES.values()))
+    return {"recipe", "optimizer", "objective", "num_quadrature"}.union(*(c.option_names() for c in RECIPES.values()))
 
 
 def build_recipe(name: str, options: dict[str, Any]) -> Recipe:

@@ -2,7 +2,8 @@
 
     loop = SomeLoop(..., model_factory="svgp", seed=0)
     X = loop.suggest(); loop.observe(X, f(X))         # ask / tell
-    result = loop.run(f, 50)                          # or the whole loop
+    result = loop.run(f, 50)                          # or the whole loop: design + 50 iterations
+    result = loop.run(f, 10)                          # ... and 10 more
 
 Iteration 0 is the initial design (`initial_design`); every later iteration t refreshes the model
 (a full refit by the factory every ``refit_every`` iterations, warm-started from the previous
@@ -169,10 +170,26 @@ class AskTellLoop(ABC):
         self.iteration += 1
 
     def run(self, f: Callable[[Tensor], Tensor], n: int, *, progress: bool | None = None) -> Any:
-        """Evaluate ``f`` (`n x d` -> `n` or `n x 1`) on the initial design, then for ``n`` iterations."""
-        bar = progress_bar(n + 1, show_progress(progress), desc=self.label)
+        """Evaluate ``f`` (`n x d` -> `n` or `n x 1`) for ``n`` more iterations, after the initial design.
+
+        On a fresh loop this is the initial design followed by ``n`` iterations (``n + 1`` calls of
+        ``f``); on a loop that has already observed points (ask/tell steps, an earlier `run`, or
+        `restore`) it is ``n`` further iterations, so ``run(f, 30)`` then ``run(f, 3)`` equals
+        ``run(f, 33)``. Points suggested but not yet observed are evaluated first, as one of the ``n``.
+
+        Args:
+            f: The objective, called on each iteration's `q x d` points.
+            n: Iterations to run after the initial design (a non-negative int).
+            progress: Show a progress bar (default: on a terminal, never under pytest).
+        """
+        if not callable(f):
+            raise TypeError(f"`f` must be callable (`n x d` -> `n` or `n x 1`), got {type(f).__name__}.")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ValueError(f"`n` must be a non-negative int (iterations after the initial design), got {n!r}.")
+        stop = (n + 1) if self.iteration == 0 else self.iteration + n  # the first iteration not run
+        bar = progress_bar(stop - self.iteration, show_progress(progress), desc=self.label)
         try:
-            while self.iteration <= n:
+            while self.iteration < stop:
                 X = self.suggest()
                 self.observe(X, f(X))
                 if bar is not None:

@@ -1,7 +1,7 @@
 """Bayesian optimisation as an ask/tell loop over any BoTorch model factory.
 
     loop = BayesOpt(bounds, model_factory="svgp", acquisition="qlogei", minimize=True, seed=0)
-    result = loop.run(f, 50)                      # or, by hand:
+    result = loop.run(f, 50)                      # initial design + 50 iterations; run(f, 10): 10 more
     X = loop.suggest(); loop.observe(X, f(X))
 
 Each iteration t: (re)fit the model on all observations (warm-started, step-capped for variational
@@ -27,6 +27,8 @@ from gpvi.loops.base import AskTellLoop, sobol_design
 from gpvi.loops.factories import ModelFactory
 
 ACQUISITIONS = ("qlogei", "qlognei", "ucb", "ts", "random")
+#: The ``acquisition_options`` and their defaults (a value must have the default's type; an int passes for beta).
+ACQUISITION_DEFAULTS: dict[str, float | int] = {"beta": 2.0, "num_restarts": 8, "raw_samples": 256, "maxiter": 200}
 
 
 @dataclass
@@ -83,7 +85,7 @@ class BayesOpt(AskTellLoop):
             raise ValueError(f"`q` must be a positive int, got {q!r}.")
         self.acquisition = acquisition.lower() if isinstance(acquisition, str) else acquisition
         self.is_random = self.acquisition == "random"
-        options = {"beta": 2.0, "num_restarts": 8, "raw_samples": 256, "maxiter": 200}
+        options = dict(ACQUISITION_DEFAULTS)
         unknown = set(acquisition_options or {}) - set(options)
         if unknown:
             raise ValueError(f"Unknown `acquisition_options` {sorted(unknown)}; known: {sorted(options)}.")
@@ -162,4 +164,4 @@ class BayesOpt(AskTellLoop):
         raise ValueError(f"Unknown acquisition {self.acquisition!r}.")
 
 
-__all__ = ["ACQUISITIONS", "BOResult", "BayesOpt"]
+__all__ = ["ACQUISITIONS", "ACQUISITION_DEFAULTS", "BOResult", "BayesOpt"]

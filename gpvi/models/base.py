@@ -21,6 +21,7 @@ are independent latent GPs held in a batch dimension P of the kernel, mean, like
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 from typing import Any, ClassVar
 
@@ -42,7 +43,7 @@ from torch import Tensor
 from gpvi._validation import check_tensor
 from gpvi.core.objectives import ElboParts, collapsed_elbo
 from gpvi.features.base import InducingFeatures
-from gpvi.models.data import TrainingData
+from gpvi.models.data import TrainingData, check_targets
 from gpvi.variational.base import InducingStrategy, PosteriorStrategy
 from gpvi.variational.elbo import SiteTarget, natural_gradient_step, site_target, variational_elbo
 
@@ -66,6 +67,13 @@ class VariationalGPModule(ApproximateGP):
     def forward(self, x: Tensor) -> MultivariateNormal:
         return MultivariateNormal(self.mean_module(x), self.covar_module(x))
 
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> VariationalGPModule:
+        """Convert the training data with the parameters (``.to(dtype)``, ``.cuda()``), as gpytorch's ExactGP."""
+        if getattr(self, "train_inputs", None) is not None:
+            self.train_inputs = tuple(fn(t) for t in self.train_inputs)
+            self.train_targets = fn(self.train_targets)
+        return super()._apply(fn, *args, **kwargs)
+
     def set_strategy(self, strategy: PosteriorStrategy) -> None:
         """Replace the strategy (e.g. by a conditioned one) and make this module its owner."""
         self.variational_strategy = strategy.attach(self)
@@ -88,6 +96,9 @@ class VariationalGPModel(ApproximateGPyTorchModel, FantasizeMixin):
     #: The `gpvi.fit` recipe used when none is given (see `gpvi.fit.recipes`).
     default_recipe: ClassVar[str] = "adam"
     _is_fantasy: bool = False
+    #: The rule of the expected log-likelihoods: None (adaptive, accurate for any q; the default) or K
+    #: Gauss–Hermite nodes (`gpvi.core.likelihoods`). Read by every objective and site update.
+    num_quadrature: int | None = None
 
     def __init__(
         self,
@@ -112,6 +123,28 @@ class VariationalGPModel(ApproximateGPyTorchModel, FantasizeMixin):
         self.to(data.X)
 
     # -- data -----------------------------------------------------------------------------------
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> VariationalGPModel:
+        """Convert the training data with the parameters: ``model.to(torch.float32)`` gives a float32
+        model whose data, transforms and q are float32 (as gpytorch's ExactGP)."""
+        if getattr(self, "train_inputs", None) is not None:
+            self.train_inputs = tuple(fn(t) for t in self.train_inputs)
+            self.train_targets = fn(self.train_targets)
+        return super()._apply(fn, *args, **kwargs)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The model's floating-point dtype (its training inputs'): inputs must share it."""
+        return self.train_inputs[0].dtype
+
+    def check_dtype(self, **tensors: Tensor) -> None:
+        """Refuse tensors of another dtype than the model's, by name (no silent casts either way)."""
+        for name, tensor in tensors.items():
+            if tensor is not None and tensor.dtype != self.dtype:
+                raise TypeError(
+                    f"`{name}` is {tensor.dtype} but the model is {self.dtype}: convert `{name}` with "
+                    f"`{name}.to({self.dtype})`, or the model with `model.to({tensor.dtype})`."
+                )
+
     def _set_train_data(self, X_raw: Tensor, X_model: Tensor, Y_model: Tensor) -> None:
         """Store raw inputs (BoTorch's `train_inputs`) and model-space inputs and targets."""
         self.train_inputs = (X_raw,)
@@ -206,6 +239,7 @@ class VariationalGPModel(ApproximateGPyTorchModel, FantasizeMixin):
         check_tensor("X", X, ndim=tuple(range(2, 10)), shape_hint="`(*b) x q x d`")
         if X.shape[-1] != self.train_inputs[0].shape[-1]:
             raise ValueError(f"`X` must have d = {self.train_inputs[0].shape[-1]} columns, got {X.shape[-1]}.")
+        self.check_dtype(X=X, observation_noise=observation_noise if isinstance(observation_noise, Tensor) else None)
         self.eval()
         X_model = self.transform_inputs(X)
         mvn = self.latent(X_model)
@@ -225,8 +259,11 @@ class VariationalGPModel(ApproximateGPyTorchModel, FantasizeMixin):
                 return TorchPosterior(dist)
             mvn = dist
         posterior = _multi(mvn, output_indices) if self._num_latents > 1 else GPyTorchPosterior(mvn)
-        if hasattr(self, "outcome_transform") and output_indices is None:
-            posterior = self.outcome_transform.untransform_posterior(posterior, X=X)
+        if hasattr(self, "outcome_transform"):
+            transform = self.outcome_transform
+            if output_indices is not None:
+                transform = transform.subset_output(list(output_indices))
+            posterior = transform.untransform_posterior(posterior, X=X)
         if posterior_transform is not None:
             posterior = posterior_transform(posterior)
         return posterior
@@ -257,13 +294,16 @@ class VariationalGPModel(ApproximateGPyTorchModel, FantasizeMixin):
             raise ValueError(
                 f"`Y` must be `(*b) x {X.shape[-2]} x {self.num_outputs}` to match `X`, got {tuple(Y.shape)}."
             )
+        if X.shape[-1] != self.train_inputs[0].shape[-1]:
+            raise ValueError(f"`X` must have d = {self.train_inputs[0].shape[-1]} columns, got {X.shape[-1]}.")
+        self.check_dtype(X=X, Y=Y, noise=noise)
         self.eval()
         Yvar = noise
         if hasattr(self, "outcome_transform"):
             Y, Yvar = self.outcome_transform(Y, Yvar, X=X)
         X_model = self.transform_inputs(X)
         X_model = X_model.expand(*Y.shape[:-2], *X_model.shape[-2:])
-        new = copy.deepcopy(self)
+        new = copy.deepcopy(self, memo=_shared_non_leaves(self))
         for p in new.parameters():
             p.requires_grad_(False)  # the trained state is a constant of the conditioned model
         X_latent = X_model.unsqueeze(-3) if self._num_latents > 1 else X_model
@@ -301,6 +341,9 @@ class VariationalGPModel(ApproximateGPyTorchModel, FantasizeMixin):
                 f"`X` must be `n x {self.train_inputs[0].shape[-1]}` and `Y` `n x {self.train_targets.shape[-1]}`, "
                 f"got {tuple(X.shape)} and {tuple(Y.shape)}."
             )
+        self.check_dtype(X=X, Y=Y)
+        if not self.is_gaussian:
+            check_targets(self.likelihood, Y)
         X_model = self.transform_inputs(X)
         if hasattr(self, "outcome_transform"):
             Y, _ = self.outcome_transform(Y, X=X)
@@ -360,6 +403,7 @@ class VariationalGPModel(ApproximateGPyTorchModel, FantasizeMixin):
             weights=weights,
             log_prior=self.log_prior(),
             index=index,
+            num_quadrature=self.num_quadrature,
         )
 
     def log_prior(self) -> Tensor:
@@ -392,6 +436,7 @@ class VariationalGPModel(ApproximateGPyTorchModel, FantasizeMixin):
             num_latents=self._num_latents,
             weights=weights,
             index=index,
+            num_quadrature=self.num_quadrature,
         )
 
     @torch.no_grad()
@@ -413,6 +458,7 @@ class VariationalGPModel(ApproximateGPyTorchModel, FantasizeMixin):
                     Y[..., idx],
                     num_data=idx.numel(),
                     num_latents=self._num_latents,
+                    num_quadrature=self.num_quadrature,
                 )
                 target = part.target if target is None else target + part.target
                 alphas.append(part.alpha)
@@ -464,20 +510,51 @@ class VariationalGPModel(ApproximateGPyTorchModel, FantasizeMixin):
     def custom_fit(
         self, mll: Any = None, closure: Any = None, optimizer_kwargs: dict | None = None, **kwargs: Any
     ) -> Any:
-        """`botorch.fit.fit_gpytorch_mll` hook: fit with `gpvi.fit` (options via ``optimizer_kwargs``).
+        """`botorch.fit.fit_gpytorch_mll` hook: fit the objective ``mll`` names with `gpvi.fit.fit_mll`.
 
-        BoTorch asks the model to fit itself; the hook hands over to `gpvi.fit` (the one import
-        of a higher floor in `gpvi.models`, allowed by the layering test for this reason).
+        ExactMarginalLogLikelihood -> the collapsed bound, VariationalELBO(beta) -> the ELBO with
+        kl_weight beta, PredictiveLogLikelihood(beta) -> the predictive log likelihood; any other mll
+        is a `TypeError`. ``optimizer_kwargs`` takes `gpvi.fit`'s options and BoTorch's
+        ``options={"maxiter": k}``, ``step_limit``, ``lr`` (`gpvi.fit.mll`). BoTorch asks the model to
+        fit itself; the hook hands over to `gpvi.fit` (the one import of a higher floor in
+        `gpvi.models`, allowed by the layering test for this reason). Returns ``mll`` in eval mode.
         """
-        from gpvi.fit import fit
+        from gpvi.fit import fit_mll
 
-        if closure is not None:
-            raise TypeError("gpvi models fit their own objective; pass options in `optimizer_kwargs`, not a closure.")
-        kwargs.pop("closure_kwargs", None)
-        if kwargs:
-            warnings.warn(f"fit_gpytorch_mll options {sorted(kwargs)} are not used by gpvi.fit.", stacklevel=3)
-        fit(self, **{"progress": False, **(optimizer_kwargs or {})})
-        return mll
+        ignored = sorted(k for k, v in kwargs.items() if v is not None)  # BoTorch's fallback-fit keywords
+        if ignored:
+            warnings.warn(f"fit_gpytorch_mll options {ignored} are not used by gpvi models.", stacklevel=3)
+        fit_mll(self, mll, closure=closure, optimizer_kwargs=optimizer_kwargs)
+        return mll.eval()
+
+
+def _shared_non_leaves(model: torch.nn.Module) -> dict[int, Any]:
+    """A `copy.deepcopy` memo that shares the model's non-leaf tensors instead of copying them.
+
+    A conditioned (fantasy) model holds tensors computed from the new inputs (the grown inducing set,
+    its sites), which autograd cannot copy; shared, they stay differentiable in those inputs when the
+    model is conditioned again (multi-step lookahead). They are never changed in place.
+    """
+    memo: dict[int, Any] = {}
+    seen: set[int] = set()
+    stack: list[Any] = [model]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, Tensor):
+            if obj.grad_fn is not None:
+                memo[id(obj)] = obj
+        elif isinstance(obj, torch.nn.Module):
+            stack.extend(obj.__dict__.values())
+        elif isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple)):
+            stack.extend(obj)
+        elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            stack.extend(getattr(obj, f.name) for f in dataclasses.fields(obj))
+    return memo
 
 
 def _multi(mvn: MultivariateNormal, output_indices: list[int] | None) -> GPyTorchPosterior:

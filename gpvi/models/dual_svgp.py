@@ -84,6 +84,15 @@ class DualSVGP(SVGP):
         super().__init__(train_X, train_Y, likelihood, num_inducing, inducing, kernel, **options)
         self.point_sites: PointSites | None = None
 
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> DualSVGP:
+        """Convert the stored point sites with the model (``.to(dtype)``, ``.cuda()``)."""
+        result = super()._apply(fn, *args, **kwargs)
+        sites = getattr(self, "point_sites", None)
+        if sites is not None:
+            weights = None if sites.weights is None else fn(sites.weights)
+            self.point_sites = PointSites(fn(sites.inputs), fn(sites.alpha), fn(sites.beta), weights)
+        return result
+
     @property
     def default_recipe(self) -> str:  # type: ignore[override]
         """ "collapsed" for a Gaussian likelihood while N·M ≤ `COLLAPSED_MAX_SIZE` (the sites are exact for
@@ -157,8 +166,12 @@ class DualSVGP(SVGP):
         N = self.num_data if num_data is None else num_data
         sites = self.point_sites
         if sites is not None and sites.alpha.shape == Y.shape and torch.equal(X, sites.inputs):
-            return ep_fixed_sites(self.strategy, self.likelihood, sites, Y, num_data=N, power=power)
-        return ep_current_sites(self.strategy, self.likelihood, X, Y, num_data=N, power=power)
+            return ep_fixed_sites(
+                self.strategy, self.likelihood, sites, Y, num_data=N, power=power, num_quadrature=self.num_quadrature
+            )
+        return ep_current_sites(
+            self.strategy, self.likelihood, X, Y, num_data=N, power=power, num_quadrature=self.num_quadrature
+        )
 
 
 register_model(

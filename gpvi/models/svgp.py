@@ -16,14 +16,17 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import torch
 from botorch.models.transforms.input import InputTransform
 from botorch.models.transforms.outcome import OutcomeTransform
+from botorch.utils.types import DEFAULT, _DefaultType
 from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import Kernel, MaternKernel, ScaleKernel
 from gpytorch.likelihoods import GaussianLikelihood, Likelihood
 from gpytorch.means import ConstantMean, Mean
 from torch import Tensor
 
+from gpvi.core.likelihoods import check_num_quadrature
 from gpvi.features.base import InducingFeatures
 from gpvi.features.points import InducingPoints
 from gpvi.features.selection import select_inducing_points
@@ -32,6 +35,16 @@ from gpvi.models.data import TrainingData, prepare_training_data
 from gpvi.models.registry import ModelEntry, register_model
 from gpvi.variational.base import PosteriorStrategy
 from gpvi.variational.svgp import WhitenedSVGPStrategy
+
+#: The default Gaussian likelihood's noise floor (BoTorch's ``MIN_INFERRED_NOISE_LEVEL``), in the units of
+#: the (standardised) targets: noise-free data meet it rather than an ill-conditioned bound.
+MIN_NOISE = 1e-4
+
+
+def spread(X: Tensor) -> Tensor:
+    """Per-column standard deviation of `n x d` inputs, 1 where it is undefined or zero (n = 1, constant)."""
+    std = X.std(0) if X.shape[0] > 1 else torch.ones_like(X[0])
+    return torch.where(std > 1e-8, std, torch.ones_like(std))
 
 
 class SVGP(VariationalGPModel):
@@ -46,7 +59,8 @@ class SVGP(VariationalGPModel):
         train_X: `n x d` training inputs (float64 recommended).
         train_Y: `n x m` training targets; m > 1 gives m independent outputs. For
             `SoftmaxLikelihood`, an `n x 1` tensor of class labels (one latent GP per class).
-        likelihood: A gpytorch likelihood (default `GaussianLikelihood`, one noise per output).
+        likelihood: A gpytorch likelihood (default `GaussianLikelihood`, one noise per output, at
+            least `MIN_NOISE` = 1e-4 of the standardised targets' variance, as BoTorch's floor).
         num_inducing: M, the number of inducing points (capped at n: M >= n gives Z = X).
         inducing: "kmeans", "greedy" (greedy variance reduction) or an `M x d` tensor.
         kernel: A gpytorch kernel (default `ScaleKernel(MaternKernel(2.5, ard_num_dims=d))`,
@@ -63,7 +77,11 @@ class SVGP(VariationalGPModel):
         input_transform: A BoTorch input transform, applied once to the training inputs (so
             minibatches see fixed statistics) and to every `posterior` input.
         outcome_transform: A BoTorch outcome transform applied to ``train_Y`` at construction and
-            undone in `posterior` (e.g. `Standardize(m=...)`).
+            undone in `posterior`; default `Standardize(m)` for a Gaussian likelihood (as
+            SingleTaskGP), none for other likelihoods; None: the targets as given.
+        num_quadrature: The rule of the expected log-likelihoods of non-Gaussian likelihoods: None
+            (default: adaptive, accurate for any q(f)) or K Gauss–Hermite nodes (faster, accurate
+            only while q(f) is narrow on the likelihood's scale); `gpvi.fit` takes it too.
         seed: Seed for the inducing-point initialisation.
     """
 
@@ -86,18 +104,22 @@ class SVGP(VariationalGPModel):
         learn_inducing: bool = True,
         jitter: float | None = None,
         input_transform: InputTransform | None = None,
-        outcome_transform: OutcomeTransform | None = None,
+        outcome_transform: OutcomeTransform | _DefaultType | None = DEFAULT,
+        num_quadrature: int | None = None,
         seed: int = 0,
     ) -> None:
-        data = prepare_training_data(train_X, train_Y, likelihood, input_transform, outcome_transform)
+        check_num_quadrature(num_quadrature)
+        data = prepare_training_data(
+            train_X, train_Y, likelihood, input_transform, outcome_transform, check_scaling=kernel is None
+        )
         batch, d = data.latent_batch, data.X.shape[-1]
         if kernel is None:
             kernel = ScaleKernel(MaternKernel(nu=2.5, ard_num_dims=d, batch_shape=batch), batch_shape=batch)
-            kernel.base_kernel.lengthscale = 0.5 * d**0.5 * data.X_model.std(0).clamp_min(1e-3)
+            kernel.base_kernel.lengthscale = 0.5 * d**0.5 * spread(data.X_model)
         if mean_module is None:
             mean_module = ConstantMean(batch_shape=batch)
         if likelihood is None:
-            likelihood = GaussianLikelihood(batch_shape=batch, noise_constraint=GreaterThan(1e-6))
+            likelihood = GaussianLikelihood(batch_shape=batch, noise_constraint=GreaterThan(MIN_NOISE))
             likelihood.noise = 0.1
         strategy = self._build_strategy(
             data, strategy, features, kernel, num_inducing, inducing, learn_inducing, whiten, jitter, seed
@@ -109,8 +131,9 @@ class SVGP(VariationalGPModel):
             covar_module=kernel,
             likelihood=likelihood,
             input_transform=input_transform,
-            outcome_transform=outcome_transform,
+            outcome_transform=data.outcome_transform,
         )
+        self.num_quadrature = num_quadrature
 
     def _build_strategy(
         self,
@@ -165,4 +188,4 @@ register_model(
     )
 )
 
-__all__ = ["SVGP"]
+__all__ = ["MIN_NOISE", "SVGP", "spread"]

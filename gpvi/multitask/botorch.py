@@ -116,9 +116,13 @@ class MagmaClustTaskModel(Model):
         super().__init__()
         if not isinstance(prior, MagmaClust):
             raise TypeError(f"`prior` must be a fitted MagmaClust, got {type(prior).__name__}.")
-        if train_X.dim() != 2 or train_Y.shape != (train_X.shape[0], 1):
+        if not isinstance(train_X, Tensor) or train_X.dim() != 2:
+            raise ValueError(f"`train_X` must be an `n x d` tensor, got {getattr(train_X, 'shape', type(train_X))}.")
+        prior.check_points("train_X", train_X, rows="n")
+        if not isinstance(train_Y, Tensor) or train_Y.shape != (train_X.shape[0], 1):
             raise ValueError(
-                f"expected `train_X` `n x d` and `train_Y` `n x 1`, got {tuple(train_X.shape)}, {tuple(train_Y.shape)}."
+                f"`train_Y` must be `n x 1` with n = {train_X.shape[0]} (the rows of `train_X`), "
+                f"got {getattr(train_Y, 'shape', type(train_Y))}."
             )
         object.__setattr__(self, "prior", prior)  # not a submodule: its parameters are fixed here
         self.train_inputs = (train_X,)
@@ -148,6 +152,8 @@ class MagmaClustTaskModel(Model):
         """The mixture posterior at `(*b) x q x d` inputs (latent; with noise if ``observation_noise``)."""
         if output_indices not in (None, [0]):
             raise ValueError("MagmaClustTaskModel has a single output.")
+        if X.dim() < 2 or X.shape[-1] != self.prior.input_dim:
+            raise ValueError(f"`X` must be `(*b) x q x d` with d = {self.prior.input_dim}, got shape {tuple(X.shape)}.")
         means, covs = self.prior.predictive(self.task, X)
         if observation_noise is not False:
             noise = self.task.noise if self.task is not None else task_hyperparameters(self.prior)[1].detach()

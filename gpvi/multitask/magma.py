@@ -55,6 +55,61 @@ from gpvi.multitask.newtask import NewTask, fit_new_task, log_normal, new_task_p
 from gpvi.progress import FitResult, RelativeChange, StepLoop
 
 HYPOTHESES = ("Hoo", "Hko", "Hoi", "Hki")
+TASKS_FORM = "a non-empty list of (X_i, y_i) pairs (X_i `N_i x d` or `N_i`, y_i `N_i`), or a gpvi.data.MultiTaskData"
+
+
+def check_tasks(tasks: Any) -> tuple[list[Tensor], list[Tensor]]:
+    """The (inputs, outputs) lists of ``tasks``, checked before anything is computed.
+
+    ``tasks`` is a list of (X_i, y_i) pairs or an object with ``inputs`` / ``outputs`` lists
+    (`gpvi.data.MultiTaskData`). Bare tensors (a stacked `M x N` tensor, a list of curves, an
+    ``(X, y)`` pair of one long table) are refused with the form expected, not read as pairs of
+    rows; every task must be non-empty, finite, floating point, with one dtype for all tasks.
+    """
+    if isinstance(tasks, Tensor):
+        raise TypeError(
+            f"`tasks` must be {TASKS_FORM}, got a tensor of shape {tuple(tasks.shape)}; for stacked curves "
+            "X (M, N, d) and Y (M, N) pass `list(zip(X, Y))`, for a long table use `MagmaClust.from_long`."
+        )
+    if not (hasattr(tasks, "inputs") and hasattr(tasks, "outputs")):
+        if not isinstance(tasks, (list, tuple)) or not tasks:
+            raise TypeError(f"`tasks` must be {TASKS_FORM}, got {type(tasks).__name__}.")
+        for i, task in enumerate(tasks):
+            if isinstance(task, Tensor):
+                raise TypeError(
+                    f"`tasks[{i}]` is a tensor of shape {tuple(task.shape)}, not an (X_i, y_i) pair: `tasks` must "
+                    f"be {TASKS_FORM}; for stacked curves X (M, N, d) and Y (M, N) pass `list(zip(X, Y))`, for a "
+                    "long table with task ids use `MagmaClust.from_long`."
+                )
+            if not isinstance(task, (list, tuple)) or len(task) != 2:
+                got = f"a {len(task)}-tuple" if isinstance(task, (list, tuple)) else type(task).__name__
+                raise TypeError(f"`tasks[{i}]` must be an (X_i, y_i) pair of tensors, got {got}.")
+            if not all(isinstance(t, Tensor) for t in task):
+                names = tuple(type(t).__name__ for t in task)
+                raise TypeError(f"`tasks[{i}]` must be an (X_i, y_i) pair of tensors, got ({', '.join(names)}).")
+        inputs, outputs = [t[0] for t in tasks], [t[1] for t in tasks]
+    else:
+        inputs, outputs = list(tasks.inputs), list(tasks.outputs)
+    if not inputs or len(inputs) != len(outputs):
+        raise ValueError(f"`tasks` has {len(inputs)} inputs and {len(outputs)} outputs; give one of each per task.")
+    first = inputs[0].dtype if isinstance(inputs[0], Tensor) else None
+    for i, (X, y) in enumerate(zip(inputs, outputs, strict=True)):
+        if isinstance(X, Tensor) and isinstance(y, Tensor) and not (X.dtype == y.dtype == first):
+            first_task = f" (task 0's inputs are {first})" if i else ""
+            raise TypeError(
+                f"Mixed dtypes in `tasks`: task {i} has inputs {X.dtype} and outputs {y.dtype}{first_task}; "
+                "convert every task to one dtype (float64 recommended)."
+            )
+    return task_lists(list(zip(inputs, outputs, strict=True)))
+
+
+def check_num_clusters(num_clusters: Any, num_tasks: int, name: str = "num_clusters") -> None:
+    """A `ValueError` naming the argument ``name`` unless it is an int K with 1 <= K <= the number of tasks."""
+    if isinstance(num_clusters, bool) or not isinstance(num_clusters, int) or num_clusters < 1:
+        what = "be a positive int" if name == "num_clusters" else "hold positive ints K"
+        raise ValueError(f"`{name}` must {what}, got {num_clusters!r}.")
+    if num_clusters > num_tasks:
+        raise ValueError(f"`{name}` has K = {num_clusters}, larger than the number of tasks ({num_tasks}).")
 
 
 # -- model ------------------------------------------------------------------------------------------
@@ -106,16 +161,19 @@ class MagmaClust(torch.nn.Module):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        inputs, outputs = task_lists(tasks)
+        inputs, outputs = check_tasks(tasks)
         M = len(inputs)
-        if not isinstance(num_clusters, int) or num_clusters < 1:
-            raise ValueError(f"`num_clusters` must be a positive int, got {num_clusters!r}.")
-        if num_clusters > M:
-            raise ValueError(f"`num_clusters` = {num_clusters} is larger than the number of tasks ({M}).")
+        check_num_clusters(num_clusters, M)
         if hypothesis not in HYPOTHESES:
             raise ValueError(f"`hypothesis` must be one of {HYPOTHESES}, got {hypothesis!r}.")
-        if prior_mean != "learned" and not isinstance(prior_mean, (int, float)):
-            raise ValueError(f"`prior_mean` must be 'learned' or a number, got {prior_mean!r}.")
+        if prior_mean != "learned" and (
+            isinstance(prior_mean, bool) or not isinstance(prior_mean, (int, float)) or not math.isfinite(prior_mean)
+        ):
+            raise ValueError(f"`prior_mean` must be 'learned' or a finite number, got {prior_mean!r}.")
+        if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) or not 0 <= jitter < math.inf:
+            raise ValueError(f"`jitter` must be a finite number >= 0, got {jitter!r}.")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"`seed` must be an int, got {seed!r}.")
         self.num_clusters, self.hypothesis, self.jitter, self.seed = num_clusters, hypothesis, jitter, seed
         self.learn_mean = prior_mean == "learned"
         self.data: TaskBatch = pad_tasks(inputs, outputs)
@@ -366,6 +424,13 @@ class MagmaClust(torch.nn.Module):
         |ΔELBO| / |ELBO| <= ``tol``, or after ``max_iter`` iterations ("max_steps"); the history's
         ELBO column is non-decreasing (asserted in the tests). Also kept as ``self.history``.
         """
+        for name, value in (("max_iter", max_iter), ("m_step_iter", m_step_iter)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"`{name}` must be a non-negative int, got {value!r}.")
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
+            raise ValueError(f"`tol` must be a number >= 0, got {tol!r}.")
+        if m_step not in ("collapsed", "expected"):
+            raise ValueError(f"`m_step` must be 'collapsed' or 'expected', got {m_step!r}.")
         self.initialize_responsibilities()
         loop = StepLoop(
             max_iter,
@@ -398,6 +463,38 @@ class MagmaClust(torch.nn.Module):
             return float(self.elbo()) - 0.5 * self.num_hyperparameters() * math.log(self.data.num_tasks)
 
     # -- prediction ------------------------------------------------------------------------------------
+    @property
+    def input_dim(self) -> int:
+        """d, the number of input columns of the training tasks."""
+        return self.data.grid.shape[-1]
+
+    def check_points(self, name: str, X: Any, *, rows: str = "P") -> Tensor:
+        """``X`` as `P x d` (``rows`` names P in messages), with errors naming the argument ``name``.
+
+        A 1-D ``X`` is one input column (only when d = 1). It must be a finite floating-point
+        tensor of the model's dtype with d columns; it may be empty (P = 0).
+        """
+        d = self.input_dim
+        shape = f"`{rows} x d`"
+        if not isinstance(X, Tensor):
+            raise TypeError(f"`{name}` must be a torch.Tensor of shape {shape} (d = {d}), got {type(X).__name__}.")
+        if X.dim() == 1 and d == 1:
+            X = X.unsqueeze(-1)
+        if not X.is_floating_point():
+            raise TypeError(f"`{name}` must be a floating-point tensor, got dtype {X.dtype}.")
+        if X.dim() != 2 or X.shape[-1] != d:
+            one_d = " (a 1-D tensor is read as one column only when d = 1)" if X.dim() == 1 else ""
+            raise ValueError(
+                f"`{name}` must be {shape} with d = {d} (the training tasks' input dimension), "
+                f"got shape {tuple(X.shape)}{one_d}."
+            )
+        if not torch.isfinite(X).all():
+            raise ValueError(f"`{name}` contains NaN or inf entries.")
+        dtype = self.data.X.dtype
+        if X.dtype != dtype:
+            raise TypeError(f"`{name}` is {X.dtype} but the model is {dtype}; convert it with `{name}.to({dtype})`.")
+        return X
+
     def extend_batched(self, points: Tensor) -> tuple[Tensor, Tensor]:
         """q(μ_k) at new inputs by prior conditioning on the union grid (method note §3.1, derived there).
 
@@ -427,7 +524,7 @@ class MagmaClust(torch.nn.Module):
     @torch.no_grad()
     def extend(self, points: Tensor) -> tuple[Tensor, Tensor]:
         """`extend_batched` for `P x d` points without gradients: mean (K, P), covariance (K, P, P)."""
-        return self.extend_batched(points)
+        return self.extend_batched(self.check_points("points", points))
 
     def new_task(
         self, X_obs: Tensor, y_obs: Tensor, *, learn_hyperparameters: bool | None = None, max_em_iter: int = 25
@@ -457,8 +554,11 @@ class MagmaClust(torch.nn.Module):
         See `new_task` and `predictive` for the formulas. With no observations it returns the
         mixture of the mean processes (plus the task process) weighted by π.
         """
-        X_pred = X_pred.unsqueeze(-1) if X_pred.dim() == 1 else X_pred
-        if X_obs is None or y_obs is None or X_obs.numel() == 0:
+        X_pred = self.check_points("X_pred", X_pred)
+        if (X_obs is None) != (y_obs is None):
+            missing, given = ("X_obs", "y_obs") if X_obs is None else ("y_obs", "X_obs")
+            raise ValueError(f"`{missing}` is None but `{given}` is not: give both observations, or neither.")
+        if X_obs is None or X_obs.numel() == 0:
             _, noise = task_hyperparameters(self)
             with torch.no_grad():
                 mean, cov = self.predictive(None, X_pred)
@@ -470,7 +570,8 @@ class MagmaClust(torch.nn.Module):
 
     def cluster_probabilities(self, X_obs: Tensor, y_obs: Tensor) -> Tensor:
         """Exact membership probabilities τ*_k of a new task (K,)."""
-        return self.predict(X_obs, y_obs, X_obs[:1] if X_obs.dim() == 2 else X_obs[:1].unsqueeze(-1)).weights
+        X_obs = self.check_points("X_obs", X_obs, rows="n")
+        return self.predict(X_obs, y_obs, X_obs[:1]).weights
 
     @property
     def labels(self) -> Tensor:

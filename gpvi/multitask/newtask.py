@@ -23,9 +23,9 @@ from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import Kernel, ScaleKernel
 from torch import Tensor
 
+from gpvi._validation import check_tensor
 from gpvi.core.linalg import cholesky, symmetrize, tri_solve
 from gpvi.core.optim import guarded_lbfgs
-from gpvi.data.tasks import task_lists
 
 
 @dataclass
@@ -103,6 +103,26 @@ def task_hyperparameters(prior: Any) -> tuple[Kernel, Tensor]:
     return kernel, prior.noise.median()
 
 
+def check_observations(prior: Any, X_obs: Any, y_obs: Any) -> tuple[Tensor, Tensor]:
+    """A new task's observations as (`n x d`, `n`), checked against ``prior`` (errors name the argument).
+
+    ``X_obs`` is `n x d` (or `n` when d = 1), ``y_obs`` `n` or `n x 1`; both finite, non-empty, of
+    the prior's dtype, with the prior's d and the same n.
+    """
+    X_obs = prior.check_points("X_obs", X_obs, rows="n")
+    check_tensor("y_obs", y_obs, ndim=(1, 2), shape_hint="`n` or `n x 1`")
+    if y_obs.dim() == 2 and y_obs.shape[-1] != 1:
+        raise ValueError(f"`y_obs` must be `n` or `n x 1` (one output), got shape {tuple(y_obs.shape)}.")
+    y_obs = y_obs.reshape(-1)
+    if X_obs.shape[0] == 0 or y_obs.shape[0] != X_obs.shape[0]:
+        raise ValueError(
+            f"`X_obs` has {X_obs.shape[0]} rows and `y_obs` {y_obs.shape[0]}: give the same number n >= 1 of both."
+        )
+    if y_obs.dtype != X_obs.dtype:
+        raise TypeError(f"`y_obs` is {y_obs.dtype} but `X_obs` and the model are {X_obs.dtype}; convert it first.")
+    return X_obs, y_obs
+
+
 def fit_new_task(
     prior: Any, X_obs: Tensor, y_obs: Tensor, *, learn_hyperparameters: bool | None = None, max_em_iter: int = 25
 ) -> NewTask:
@@ -111,9 +131,7 @@ def fit_new_task(
     ``prior`` is a fitted `MagmaClust`; ``learn_hyperparameters`` defaults to its hypothesis
     ("Hoi"/"Hki": task-specific); ``max_em_iter`` bounds the EM.
     """
-    X_obs = X_obs.unsqueeze(-1) if X_obs.dim() == 1 else X_obs
-    y_obs = y_obs.reshape(-1)
-    task_lists([(X_obs, y_obs)])
+    X_obs, y_obs = check_observations(prior, X_obs, y_obs)
     kernel, noise = task_hyperparameters(prior)
     with torch.no_grad():
         mean_o, cov_oo = prior.extend(X_obs)
@@ -154,6 +172,7 @@ def new_task_predictive(prior: Any, task: NewTask | None, X_pred: Tensor) -> tup
 
 __all__ = [
     "NewTask",
+    "check_observations",
     "fit_new_task",
     "integrated_weights",
     "log_normal",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpvi.multitask.magma import MagmaClust
+from gpvi.multitask.magma import MagmaClust, check_num_clusters, check_tasks
 
 
 def select_num_clusters(
@@ -18,14 +18,28 @@ def select_num_clusters(
     """Fit MagmaClust for each K (Magma for K = 1) and pick the K with the largest VBIC.
 
     Returns (best K, {K: VBIC}, {K: fitted model}). ``options`` go to the constructor, except
-    ``max_iter`` which goes to `fit`.
+    ``max_iter`` which goes to `fit`. Every K (distinct, 1 <= K <= the number of tasks), the tasks
+    and the options are checked, and every model built, before the first fit.
     """
     max_iter = options.pop("max_iter", 50)
-    models, scores = {}, {}
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
+        raise ValueError(f"`max_iter` must be a non-negative int, got {max_iter!r}.")
+    num_tasks = len(check_tasks(tasks)[0])
+    if isinstance(candidates, (str, bytes)) or not hasattr(candidates, "__iter__"):
+        raise TypeError(f"`candidates` must be a range or a list of ints, got {type(candidates).__name__}.")
+    candidates = list(candidates)
+    if not candidates:
+        raise ValueError("`candidates` is empty: give at least one number of clusters K.")
     for K in candidates:
-        model = MagmaClust(tasks, K, **options)
+        check_num_clusters(K, num_tasks, name="candidates")
+    repeated = sorted({K for K in candidates if candidates.count(K) > 1})
+    if repeated:
+        raise ValueError(f"`candidates` repeats K = {repeated}; give each K once.")
+    models = {K: MagmaClust(tasks, K, **options) for K in candidates}
+    scores = {}
+    for K, model in models.items():
         model.fit(max_iter=max_iter, progress=False)
-        models[K], scores[K] = model, model.vbic()
+        scores[K] = model.vbic()
     best = max(scores, key=scores.get)
     return best, scores, models
 

@@ -32,15 +32,25 @@ from gpvi.variational.base import InducingStrategy
 
 
 def ep_current_sites(
-    strategy: InducingStrategy, likelihood: Likelihood, X: Tensor, y: Tensor, *, num_data: int, power: float = 1.0
+    strategy: InducingStrategy,
+    likelihood: Likelihood,
+    X: Tensor,
+    y: Tensor,
+    *,
+    num_data: int,
+    power: float = 1.0,
+    num_quadrature: int | None = None,
 ) -> Tensor:
-    """The EP-like estimate on a batch (X (*b, B, D), y (*b, B)) with sites at the current q (differentiable)."""
+    """The EP-like estimate on a batch (X (*b, B, D), y (*b, B)) with sites at the current q (differentiable).
+
+    ``num_quadrature``: the rule of the sites' expectations and of log Ẑ_n (None: adaptive; K: Gauss–Hermite).
+    """
     marg = strategy.marginals(X)
-    alpha, beta = batch_sites(likelihood, y, marg, differentiable=True)
+    alpha, beta = batch_sites(likelihood, y, marg, differentiable=True, num_quadrature=num_quadrature)
     q_v = strategy.whitened_q(marg.chol_Kuu)
     return _energy(
         strategy, likelihood, X, y, marg.prior_mean, marg.whitened_projection, q_v, alpha, beta, num_data, power,
-        proj_mean=marg.centred_mean,
+        proj_mean=marg.centred_mean, num_quadrature=num_quadrature,
     )  # fmt: skip
 
 
@@ -52,13 +62,20 @@ def ep_fixed_sites(
     *,
     num_data: int,
     power: float = 1.0,
+    num_quadrature: int | None = None,
 ) -> Tensor:
-    """The EP-like estimate with the per-datum ``sites`` (at their inputs, targets y) fixed and q rebuilt at θ."""
+    """The EP-like estimate with the per-datum ``sites`` (at their inputs, targets y) fixed and q rebuilt at θ.
+
+    ``num_quadrature``: the rule of log Ẑ_n (None: adaptive; K: Gauss–Hermite).
+    """
     X = sites.inputs
     A = tri_solve(strategy.chol_Kuu(), strategy.features.Kuf(strategy.model.covar_module, X))
     q_v = sites.summed(A).whitened_posterior()
     alpha, beta = sites.weighted()
-    return _energy(strategy, likelihood, X, y, strategy.model.mean_module(X), A, q_v, alpha, beta, num_data, power)
+    return _energy(
+        strategy, likelihood, X, y, strategy.model.mean_module(X), A, q_v, alpha, beta, num_data, power,
+        num_quadrature=num_quadrature,
+    )  # fmt: skip
 
 
 def _energy(
@@ -74,6 +91,7 @@ def _energy(
     num_data: int,
     power: float,
     proj_mean: Tensor | None = None,
+    num_quadrature: int | None = None,
 ) -> Tensor:
     """`ep_log_marginal` for whitened q(v) = (mean, lower root), A = L⁻¹Kuf (B points); ``proj_mean`` = Aᵀm if known."""
     mean_v, tril_v = q_v
@@ -92,6 +110,7 @@ def _energy(
         q_scale_tril=tril_v,
         num_data=num_data,
         power=power,
+        num_quadrature=num_quadrature,
     )
 
 

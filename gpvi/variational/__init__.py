@@ -10,7 +10,14 @@ Adding a family: `gpvi/variational/README.md`.
 
 from gpvi.variational.base import InducingMarginals, InducingStrategy, Marginals, PosteriorStrategy
 from gpvi.variational.dual import DualSites, DualSVGPStrategy
-from gpvi.variational.elbo import SiteTarget, natural_gradient_step, site_target, variational_elbo
+from gpvi.variational.elbo import (
+    PredictiveParts,
+    SiteTarget,
+    natural_gradient_step,
+    predictive_log_likelihood,
+    site_target,
+    variational_elbo,
+)
 from gpvi.variational.svgp import FixedGaussian, WhitenedSVGPStrategy, WhitenedTerms
 
 __all__ = [
@@ -21,10 +28,12 @@ __all__ = [
     "InducingStrategy",
     "Marginals",
     "PosteriorStrategy",
+    "PredictiveParts",
     "SiteTarget",
     "WhitenedSVGPStrategy",
     "WhitenedTerms",
     "natural_gradient_step",
+    "predictive_log_likelihood",
     "site_target",
     "variational_elbo",
 ]

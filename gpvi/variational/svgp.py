@@ -158,8 +158,9 @@ class WhitenedSVGPStrategy(InducingStrategy):
                 f"conditioning grows the inducing set: it needs InducingPoints, not {type(self.features).__name__}."
             )
         M, n_new = self.features.num_inducing, X_new.shape[-2]
-        with torch.no_grad():  # the trained state is a constant of the conditioned model
-            old = self.u_space_sites()
+        # the trained parameters are frozen by the caller; a conditioned q (nested fantasies) keeps its
+        # graph to the inputs it was conditioned on, so the new model stays differentiable in them
+        old = self.u_space_sites()
         like = X_new
         lift = torch.zeros(M + n_new, M, dtype=like.dtype, device=like.device)  # [Z; X_new] keeps u exactly
         lift[:M].fill_diagonal_(1.0)

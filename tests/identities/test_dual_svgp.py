@@ -47,7 +47,7 @@ def _dense_titsias(model, X, y):
 # -- Gaussian: closed-form identities ------------------------------------------------------------
 def test_one_full_step_at_data_is_the_exact_gp():
     X, Y = toy_data()
-    model = DualSVGP(X, Y, full_gp=True, jitter=1e-10)
+    model = DualSVGP(X, Y, outcome_transform=None, full_gp=True, jitter=1e-10)
     model.likelihood.noise = 0.05
     model.model.mean_module.constant.data.fill_(0.3)
     model.dual_step(step=1.0)
@@ -65,7 +65,7 @@ def test_one_full_step_at_data_is_the_exact_gp():
 def test_one_full_step_with_fewer_inducing_points_is_titsias():
     X, f, g = _sparse_data()
     Y = (f + 0.1 * torch.randn(50, generator=g, dtype=DT)).unsqueeze(-1)
-    model = DualSVGP(X, Y, num_inducing=9)
+    model = DualSVGP(X, Y, outcome_transform=None, num_inducing=9)
     model.likelihood.noise = 0.04
     model.model.mean_module.constant.data.fill_(-0.2)
     model.dual_step(step=1.0)
@@ -83,7 +83,7 @@ def test_minibatch_steps_over_an_epoch_sum_to_the_full_step():
     """With a Gaussian likelihood the N/B-scaled batch sites average to the full-data sites."""
     X, f, g = _sparse_data(60)
     Y = (f + 0.1 * torch.randn(60, generator=g, dtype=DT)).unsqueeze(-1)
-    model = DualSVGP(X, Y, num_inducing=8)
+    model = DualSVGP(X, Y, outcome_transform=None, num_inducing=8)
     full = model.dual_step(step=1.0)
     parts = [model.dual_step(X[i], Y[i, 0], step=0.0, num_data=60) for i in torch.randperm(60).split(15)]
     mean = parts[0].scaled(0.0)
@@ -97,8 +97,8 @@ def test_sites_in_u_space_are_exact_under_outputscale_changes():
     """Form (U) frozen: after an outputscale change the ELBO still equals the collapsed bound (note §1.6)."""
     X, f, g = _sparse_data()
     Y = (f + 0.1 * torch.randn(50, generator=g, dtype=DT)).unsqueeze(-1)
-    dual = DualSVGP(X, Y, num_inducing=9)
-    plain = gpvi.SVGP(X, Y, num_inducing=9)
+    dual = DualSVGP(X, Y, outcome_transform=None, num_inducing=9)
+    plain = gpvi.SVGP(X, Y, outcome_transform=None, num_inducing=9)
     plain.load_state_dict(
         {k: v for k, v in dual.state_dict().items() if "variational_strategy._variational" not in k}, strict=False
     )
@@ -116,7 +116,7 @@ def test_sites_in_u_space_are_exact_under_outputscale_changes():
 def test_collapsed_recipe_maximises_the_bound_and_writes_exact_sites():
     X, f, g = _sparse_data(80)
     Y = (f + 0.1 * torch.randn(80, generator=g, dtype=DT)).unsqueeze(-1)
-    model = DualSVGP(X, Y, num_inducing=10)
+    model = DualSVGP(X, Y, outcome_transform=None, num_inducing=10)
     result = gpvi.fit(model, max_steps=200)  # default recipe: "cvi" with the collapsed objective
     assert result.final_elbo > result.history[0]["elbo"] + 10
     model.train()
@@ -233,7 +233,7 @@ def test_ep_estimate_is_above_the_elbo_at_the_fixed_point_for_probit():
 def test_sites_from_a_posterior_and_back_reproduce_it():
     X, f, g = _sparse_data()
     Y = f.unsqueeze(-1)
-    model = DualSVGP(X, Y, num_inducing=7)
+    model = DualSVGP(X, Y, outcome_transform=None, num_inducing=7)
     L = model.strategy.chol_Kuu().detach()
     mean = torch.randn(7, generator=g, dtype=DT)
     tril = torch.tril(torch.randn(7, 7, generator=g, dtype=DT)) * 0.3 + torch.eye(7, dtype=DT) * 0.5
@@ -258,9 +258,9 @@ def test_whitened_posterior_root_is_lower_triangular_and_exact():
 
 def test_state_dict_round_trip_keeps_the_sites():
     X, Y = toy_data()
-    model = DualSVGP(X, Y, num_inducing=6)
+    model = DualSVGP(X, Y, outcome_transform=None, num_inducing=6)
     model.dual_step(step=1.0)
-    other = DualSVGP(X, Y, num_inducing=6)
+    other = DualSVGP(X, Y, outcome_transform=None, num_inducing=6)
     other.load_state_dict(model.state_dict())
     Xs = torch.linspace(-2, 2, 5, dtype=DT).unsqueeze(-1)
     assert_close(other.posterior(Xs).mean, model.posterior(Xs).mean)
@@ -303,7 +303,7 @@ def test_pathwise_draws_match_the_posterior_moments():
     from botorch.sampling.pathwise import draw_matheron_paths
 
     X, f, g = _sparse_data(40, seed=6)
-    model = DualSVGP(X, f.unsqueeze(-1), num_inducing=10)
+    model = DualSVGP(X, f.unsqueeze(-1), outcome_transform=None, num_inducing=10)
     gpvi.fit(model, max_steps=30)
     torch.manual_seed(0)
     paths = draw_matheron_paths(model, sample_shape=torch.Size([4000]))
@@ -317,7 +317,7 @@ def test_pathwise_draws_match_the_posterior_moments():
 
 def test_update_absorbs_points_and_bad_options_are_named():
     X, Y = toy_data(20)
-    model = DualSVGP(X, Y, num_inducing=20)
+    model = DualSVGP(X, Y, outcome_transform=None, num_inducing=20)
     gpvi.fit(model, max_steps=20)
     model.update(torch.tensor([[0.25]], dtype=DT), torch.tensor([[0.8]], dtype=DT))
     assert model.num_data == 21
@@ -365,7 +365,7 @@ def test_ep_m_step_objective_is_the_exact_lml_at_any_theta_for_gaussian_data():
     """Sites held fixed and q rebuilt from them at θ: with exact Gaussian sites and Z = X the energy
     is the exact log marginal likelihood at every θ, gradient included (Li et al.'s full-GP M-step)."""
     X, Y = toy_data(20)
-    model = DualSVGP(X, Y, full_gp=True, jitter=1e-10)
+    model = DualSVGP(X, Y, outcome_transform=None, full_gp=True, jitter=1e-10)
     model.likelihood.noise = 0.05
     model.model.mean_module.constant.data.fill_(0.3)
     model.dual_step(step=1.0)

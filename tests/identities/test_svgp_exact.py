@@ -17,7 +17,7 @@ from tests.helpers import exact_gp, optimal_svgp_at_data, toy_data
 
 def test_elbo_is_below_lml_before_the_step_and_jitter_bias_is_bounded():
     X, Y = toy_data()
-    model = SVGP(X, Y, num_inducing=X.shape[0], learn_inducing=False, jitter=1e-10)
+    model = SVGP(X, Y, outcome_transform=None, num_inducing=X.shape[0], learn_inducing=False, jitter=1e-10)
     model.likelihood.noise = 0.05
     lml, _, _ = exact_gp(model.model.covar_module, X, Y[:, 0], 0.05, model.model.mean_module.constant.item(), X)
     model.train()
@@ -27,7 +27,9 @@ def test_elbo_is_below_lml_before_the_step_and_jitter_bias_is_bounded():
 @pytest.mark.parametrize("whiten", [True, False])
 def test_whitened_and_unwhitened_parameterisations_agree(whiten):
     X, Y = toy_data()
-    model = SVGP(X, Y, num_inducing=X.shape[0], learn_inducing=False, jitter=1e-10, whiten=whiten)
+    model = SVGP(
+        X, Y, outcome_transform=None, num_inducing=X.shape[0], learn_inducing=False, jitter=1e-10, whiten=whiten
+    )
     model.likelihood.noise = 0.05
     model.train()
     model.natural_gradient_step(X, Y[:, 0], step=1.0)
@@ -68,7 +70,7 @@ def test_condition_on_observations_is_exact_conditioning_of_a_sparse_posterior()
     torch.manual_seed(3)
     X = torch.rand(40, 1, dtype=torch.float64) * 6 - 3
     Y = torch.sin(2 * X) + 0.1 * torch.randn(40, 1, dtype=torch.float64)
-    model = SVGP(X, Y, num_inducing=8)
+    model = SVGP(X, Y, outcome_transform=None, num_inducing=8)
     model.likelihood.noise = 0.05
     model.train()
     model.natural_gradient_step(X, Y[:, 0], step=1.0)
@@ -89,13 +91,13 @@ def test_state_dict_and_pickle_round_trip_give_identical_predictions():
     torch.manual_seed(2)
     X = torch.rand(30, 2, dtype=torch.float64)
     Y = torch.cos(4 * X.sum(-1, keepdim=True))
-    model = SVGP(X, Y, num_inducing=8)
+    model = SVGP(X, Y, outcome_transform=None, num_inducing=8)
     from gpvi import fit
 
     fit(model, max_steps=20, optimizer="ngd")
     Xs = torch.rand(5, 2, dtype=torch.float64)
     ref = model.posterior(Xs)
-    clone = SVGP(X, Y, num_inducing=8, seed=5)
+    clone = SVGP(X, Y, outcome_transform=None, num_inducing=8, seed=5)
     clone.load_state_dict(model.state_dict())
     assert_close(clone.posterior(Xs).mean, ref.mean, rtol=0, atol=0)
     assert_close(clone.posterior(Xs).variance, ref.variance, rtol=0, atol=0)
@@ -115,7 +117,7 @@ def test_training_algebras_agree(whiten, num_outputs):
     g = torch.Generator().manual_seed(3)
     X = torch.rand(40, 2, generator=g, dtype=torch.float64)
     Y = torch.sin(4 * X[:, :1]) + X[:, 1:] * torch.arange(1, num_outputs + 1, dtype=torch.float64)
-    model = SVGP(X, Y, num_inducing=12, whiten=whiten)
+    model = SVGP(X, Y, outcome_transform=None, num_inducing=12, whiten=whiten)
     with torch.no_grad():  # move q away from its initial value so every gradient is non-zero
         q = model.strategy._variational_distribution
         q.variational_mean.normal_(generator=g)

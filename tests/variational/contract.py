@@ -3,8 +3,9 @@
 A family's test module subclasses `PosteriorContract` and says how to build its model:
 
     class TestMyFamily(PosteriorContract):
-        def build(self, X, Y, Z):         # a gpvi model on (X, Y), Gaussian likelihood, variables at Z
-            return MyGP(X, Y, features=InducingPoints(Z, learn_locations=False), jitter=self.jitter)
+        def build(self, X, Y, Z):         # a gpvi model on (X, Y), Gaussian likelihood, variables at Z,
+            return MyGP(X, Y, outcome_transform=None,   # targets as given (the checks' dense algebra)
+                        features=InducingPoints(Z, learn_locations=False), jitter=self.jitter)
 
 Every check compares with dense algebra written here, in float64 (the identities of
 `../shared/methods`): with its variables at the data and a Gaussian likelihood the optimal q is the

@@ -10,20 +10,29 @@ from tests.variational.contract import PosteriorContract
 
 class TestWhitenedSVGP(PosteriorContract):
     def build(self, X, Y, Z):
-        return SVGP(X, Y, features=InducingPoints(Z, learn_locations=False), jitter=self.jitter)
+        return SVGP(X, Y, outcome_transform=None, features=InducingPoints(Z, learn_locations=False), jitter=self.jitter)
 
 
 class TestUnwhitenedSVGP(PosteriorContract):
     def build(self, X, Y, Z):
-        return SVGP(X, Y, features=InducingPoints(Z, learn_locations=False), whiten=False, jitter=self.jitter)
+        return SVGP(
+            X,
+            Y,
+            outcome_transform=None,
+            features=InducingPoints(Z, learn_locations=False),
+            whiten=False,
+            jitter=self.jitter,
+        )
 
 
 class TestSVGPWithAStrategyInstance(PosteriorContract):
     def build(self, X, Y, Z):
         strategy = WhitenedSVGPStrategy(InducingPoints(Z, learn_locations=False), jitter=self.jitter)
-        return SVGP(X, Y, strategy=strategy)
+        return SVGP(X, Y, outcome_transform=None, strategy=strategy)
 
 
 class TestDualSVGP(PosteriorContract):
     def build(self, X, Y, Z):
-        return DualSVGP(X, Y, features=InducingPoints(Z, learn_locations=False), jitter=self.jitter)
+        return DualSVGP(
+            X, Y, outcome_transform=None, features=InducingPoints(Z, learn_locations=False), jitter=self.jitter
+        )

@@ -44,14 +44,24 @@ class Collapsed(Recipe):
             tolerance_grad=1e-9,
             tolerance_change=1e-10,
         )
-        loop = StepLoop(self.max_steps, desc="gpvi.fit (collapsed)", progress=self.progress, callback=self.callback)
+        loop = StepLoop(
+            self.max_steps,
+            desc="gpvi.fit (collapsed)",
+            progress=self.progress,
+            callback=self.callback,
+            keep_best=model,
+            warn_max_steps=True,  # L-BFGS's tolerances are the stopping rule
+        )
 
         def closure() -> torch.Tensor:
             lbfgs.zero_grad(set_to_none=True)
             bound = model.collapsed_elbo()
             value = bound + model.log_prior()
+            loop.offer(float(value.detach()))  # L-BFGS evaluates trial points: keep the best one
             (-value / N).backward()
             loop.record_or_raise(float(bound.detach()), {"elbo": bound.detach(), "objective": value.detach()})
+            if len(loop.history) >= self.max_steps:
+                raise StopFit("max_steps")  # L-BFGS may evaluate once more than max_eval
             return -value.detach() / N
 
         reason = "converged"
@@ -63,6 +73,10 @@ class Collapsed(Recipe):
                 reason = "max_steps"
         except StopFit as stop:
             reason = stop.reason
+            if reason == "max_steps":  # the closure stopped L-BFGS mid-step: its gradient is not needed
+                lbfgs.zero_grad(set_to_none=True)
+        if loop.failure is None:
+            loop.restore_best()  # L-BFGS may end on a worse trial point than the best it evaluated
         with torch.no_grad():
             model.set_optimal_q()
         model.eval()

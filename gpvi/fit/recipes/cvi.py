@@ -101,7 +101,7 @@ class CVI(Recipe):
             early_stopping=early_stopping_rule(self.early_stopping),
             loss_scale=N,
             label=self.objective,
-            keep_best=model if restore_best else None,
+            keep_best=model,
         )
         reason = "max_steps"
         model.train()
@@ -127,7 +127,8 @@ class CVI(Recipe):
                         break
         finally:
             model.eval()
-        loop.restore_best()
+        if restore_best:
+            loop.restore_best()
         return loop.result(reason)
 
     def _score(self, model: Any, batch: Any, N: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -1,4 +1,4 @@
-"""Gradient recipes on the ELBO: "adam" (Adam on everything) and "ngd" (natural-gradient steps on q + Adam).
+"""Gradient recipes: "adam" (Adam on everything) and "ngd" (natural-gradient steps on q + Adam), on the ELBO or PLL.
 
 Hensman, Fusi & Lawrence (2013); Salimbeni, Eleftheriadis & Hensman (2018), "Natural Gradients in
 Practice", AISTATS; Khan & Lin (2017).
@@ -11,6 +11,16 @@ Practice", AISTATS; Khan & Lin (2017).
 
 The ELBO is the total (not per-datum) bound including the hyperparameters' log prior, so with a
 Gaussian likelihood and Z = X its optimum is the exact log marginal likelihood (plus log prior).
+
+``objective="pll"`` replaces the ELBO by the β-weighted predictive log likelihood of Jankowiak,
+Pleiss & Gardner (2020), "Parametric Gaussian Process Regressors", ICML (gpytorch's
+`PredictiveLogLikelihood`; `gpvi.variational.elbo.predictive_log_likelihood`):
+
+    PLL = (N / B) Σ_{n ∈ batch} log E_{q(f_n)}[p(y_n | f_n)] − β KL[q ‖ p] + log p(θ)
+
+For "adam" every parameter, q included, follows the PLL. For "ngd" q still takes the ELBO's
+natural-gradient step (the sites are the ELBO's: the PLL has no closed-form natural gradient) and
+Adam moves the other parameters on the PLL: q is the ELBO's optimal q for the current θ and Z.
 """
 
 from __future__ import annotations
@@ -23,14 +33,19 @@ import torch
 from gpvi.fit.batches import default_batch_size, minibatches
 from gpvi.fit.recipes.base import Recipe, early_stopping_rule, register_recipe
 from gpvi.progress import EarlyStopping, FitResult, StepLoop
+from gpvi.variational.elbo import predictive_log_likelihood
+
+#: The objectives of the gradient recipes.
+OBJECTIVES = ("elbo", "pll")
 
 
 @register_recipe
 @dataclass
 class Adam(Recipe):
-    """Adam on the minibatch ELBO (see the module docstring).
+    """Adam on the minibatch ELBO or PLL (see the module docstring).
 
     Attributes:
+        objective: "elbo" or "pll" (the predictive log likelihood).
         batch_size: B; default all data when N <= 4096, else 1024.
         lr: Adam's learning rate.
         early_stopping: True (`EarlyStopping`'s defaults on the per-datum loss), False or a rule.
@@ -39,14 +54,39 @@ class Adam(Recipe):
     """
 
     name: ClassVar[str] = "adam"
+    objective: str = "elbo"
     batch_size: int | None = None
     lr: float = 0.01
     early_stopping: bool | EarlyStopping = True
     kl_weight: float = 1.0
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.objective not in OBJECTIVES:
+            raise ValueError(
+                f"`objective` must be one of {OBJECTIVES} for the {self.name!r} recipe, got {self.objective!r}."
+            )
+
     def parameters(self, model: Any) -> list[torch.Tensor]:
         return [p for p in model.parameters() if p.requires_grad]
+
+    def score(self, model: Any, batch: Any, N: int) -> Any:
+        """The objective's parts on a batch (`ElboParts` or `PredictiveParts`; the value first)."""
+        if self.objective == "elbo":
+            return model.elbo(batch.X, batch.Y, num_data=N, kl_weight=self.kl_weight, index=batch.index)
+        return predictive_log_likelihood(
+            model.strategy,
+            model.likelihood,
+            batch.X,
+            batch.Y,
+            num_data=N,
+            num_latents=model.num_latents,
+            kl_weight=self.kl_weight,
+            log_prior=model.log_prior(),
+            index=batch.index,
+            num_quadrature=getattr(model, "num_quadrature", None),
+        )
 
     def before_gradient(self, model: Any, batch: Any, N: int) -> None:
         """Work done on a batch before its gradient step (nothing for plain Adam)."""
@@ -63,6 +103,8 @@ class Adam(Recipe):
             callback=self.callback,
             early_stopping=early_stopping_rule(self.early_stopping),
             loss_scale=N,
+            label=self.objective,
+            keep_best=model,
         )
         reason = "max_steps"
         model.train()
@@ -71,13 +113,15 @@ class Adam(Recipe):
                 for _ in loop.steps():
                     batch = next(batches)
                     self.before_gradient(model, batch, N)
-                    parts = model.elbo(batch.X, batch.Y, num_data=N, kl_weight=self.kl_weight, index=batch.index)
+                    parts = self.score(model, batch, N)
+                    value = parts[0]  # the ELBO or the PLL
+                    loop.offer(float(value.detach()))  # the state that scored it, before the step
                     if adam is not None:
                         adam.zero_grad(set_to_none=True)
-                        (-parts.elbo / N).backward()
+                        (-value / N).backward()
                         adam.step()
                     row = {k: v for k, v in parts._asdict().items() if k != "log_prior"}
-                    stop = loop.record(float(parts.elbo.detach()), row, callback_arg=parts)
+                    stop = loop.record(float(value.detach()), row, callback_arg=parts)
                     if stop is not None:
                         reason = stop
                         break
@@ -116,4 +160,4 @@ def default_step(model: Any, batch_size: int | None) -> float:
     return 1.0 if (model.is_gaussian and full) else 0.1
 
 
-__all__ = ["Adam", "NaturalGradient", "default_step"]
+__all__ = ["OBJECTIVES", "Adam", "NaturalGradient", "default_step"]

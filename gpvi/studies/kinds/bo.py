@@ -24,6 +24,12 @@ A BO study::
     acquisition_options = { raw_samples = 128 }
     refit_every = 1
 
+A method's ``options`` are checked when the file is read (`gpvi.studies.options`): for a gpvi model
+they are `gpvi.loops.GPVIFactory`'s arguments, for a BoTorch model its constructor's (none of which
+a TOML value can give), for "random" none; a "module:callable" model's are not checked. Unknown
+names and values of the wrong type are a `StudyError` with the line, as are unknown
+``acquisition_options`` (`gpvi.loops.bo.ACQUISITION_DEFAULTS`).
+
 A run is one `BayesOpt` loop minimising the problem; each iteration's points are stored with the
 observed and true values, the best true value so far and the simple regret, the timings, and the
 loop's checkpoint, so a killed run resumes exactly (`BayesOpt.restore`). The report's tables and
@@ -39,9 +45,10 @@ from typing import Any
 
 import torch
 
-from gpvi.models.registry import model_names
+from gpvi.models.registry import get_model, model_names
 from gpvi.studies.kinds.base import Emit, StudyKind, register_kind
 from gpvi.studies.kinds.bo_problems import ProblemSpec, check_test_function, make_problem
+from gpvi.studies.options import OptionSpec, check_options, entry_constructor_options, signature_options
 from gpvi.studies.spec_parsing import Locator, StudyError, get_field, reject_unknown
 from gpvi.studies.store import Run, Store
 
@@ -105,8 +112,12 @@ class BOKind(StudyKind):
             None if optimal is None else float(optimal),
         )
 
+    def check_study_option(self, key: str, value: Any, where: Locator) -> None:
+        if value is not None and value < 1:
+            raise StudyError(where.say(f"study.{key}", f"must be a positive int, got {value}"))
+
     def parse_method(self, raw: dict, ctx: str, where: Locator) -> MethodSpec:
-        from gpvi.loops.bo import ACQUISITIONS
+        from gpvi.loops.bo import ACQUISITION_DEFAULTS, ACQUISITIONS
 
         reject_unknown(raw, METHOD_FIELDS, ctx, where)
         model = get_field(raw, "model", str, ctx, where)
@@ -120,13 +131,21 @@ class BOKind(StudyKind):
         )
         if acquisition not in ACQUISITIONS:
             raise StudyError(where.say(f"{ctx}.acquisition", f"unknown {acquisition!r}; use one of {ACQUISITIONS}"))
+        options = get_field(raw, "options", dict, ctx, where, default={})
+        check_options(options, bo_model_options(model), f"model {model!r}", ctx, where)
+        acquisition_options = get_field(raw, "acquisition_options", dict, ctx, where, default={})
+        acquisition_spec = OptionSpec({k: type(v).__name__ for k, v in ACQUISITION_DEFAULTS.items()})
+        check_options(acquisition_options, acquisition_spec, "the acquisition", ctx, where, "acquisition_options")
+        refit_every = get_field(raw, "refit_every", int, ctx, where, default=1)
+        if refit_every < 1:
+            raise StudyError(where.say(f"{ctx}.refit_every", f"must be a positive int, got {refit_every}"))
         return MethodSpec(
             get_field(raw, "name", str, ctx, where, default=f"{model}-{acquisition}"),
             model,
             acquisition,
-            get_field(raw, "options", dict, ctx, where, default={}),
-            get_field(raw, "acquisition_options", dict, ctx, where, default={}),
-            get_field(raw, "refit_every", int, ctx, where, default=1),
+            options,
+            acquisition_options,
+            refit_every,
         )
 
     # -- runs ---------------------------------------------------------------------------------------
@@ -208,6 +227,20 @@ class BOKind(StudyKind):
         return status_lines(store, runs)
 
 
+def bo_model_options(model: str) -> OptionSpec | None:
+    """The ``options`` a BO method's model takes (see the module docstring); None: not checked."""
+    if ":" in model:
+        return None
+    if model == "random":
+        return OptionSpec({})
+    entry = get_model(model)
+    if entry.trainer == "botorch":  # `BoTorchFactory`: the constructor's, less what the factory sets
+        return entry_constructor_options(entry).without({"train_X", "train_Y", "input_transform", "outcome_transform"})
+    from gpvi.loops.factories import GPVIFactory
+
+    return signature_options(GPVIFactory.__init__, skip=("self", "model"))
+
+
 def stored_batches(rows: list[dict], like: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Stored evaluations grouped by iteration -> [(X, Y observed)], the initial design first."""
     out: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -221,4 +254,4 @@ def stored_batches(rows: list[dict], like: torch.Tensor) -> list[tuple[torch.Ten
 
 register_kind(BOKind())
 
-__all__ = ["BOKind", "MethodSpec", "ProblemSpec", "stored_batches"]
+__all__ = ["BOKind", "MethodSpec", "ProblemSpec", "bo_model_options", "stored_batches"]

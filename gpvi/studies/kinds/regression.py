@@ -24,6 +24,12 @@ fit themselves, none for BoTorch models (`fit_gpytorch_mll`). ``max_n`` caps the
 any method at a seeded random subset (the exact GP's default, 3000). A "module:callable" model is
 ``fn(train_X, train_Y, **options) -> fitted single-output BoTorch model``.
 
+Options are checked when the file is read (`gpvi.studies.options`, `regression_model_options`):
+an option must be one of the constructor's, the training's (`gpvi.fit`'s recipes; a model's own
+``fit``) or ``max_n``, with a value of the type they declare; ``progress`` and ``callback`` are the
+study's to set. A constructor that takes ``**options`` lets other names through; a "module:callable"
+model's options are not checked.
+
 Metrics: test RMSE and NLPD in standardised units (targets standardised with the training split),
 fit and prediction wall times, and the peak resident memory of the fit above the memory before it.
 """
@@ -43,6 +49,13 @@ import torch
 from gpvi.metrics import predict, rmse_nlpd
 from gpvi.models.registry import get_model, load_object, model_names
 from gpvi.studies.kinds.base import Emit, StudyKind, register_kind
+from gpvi.studies.options import (
+    OptionSpec,
+    check_options,
+    dataclass_options,
+    entry_constructor_options,
+    signature_options,
+)
 from gpvi.studies.plots import empty_panel, figure, save
 from gpvi.studies.spec_parsing import Locator, StudyError, get_field, reject_unknown
 from gpvi.studies.store import Run, Store
@@ -101,6 +114,7 @@ class RegressionKind(StudyKind):
                 where.say(f"{ctx}.model", f"unknown model {model!r}; use one of {known} or 'module:callable'")
             )
         options = get_field(raw, "options", dict, ctx, where, default={})
+        check_options(options, regression_model_options(model), f"model {model!r}", ctx, where)
         return MethodSpec(get_field(raw, "name", str, ctx, where, default=model), model, options)
 
     def run(self, task: dict, emit: Emit) -> None:
@@ -186,6 +200,26 @@ def fit_method(name: str, X: torch.Tensor, Y: torch.Tensor, options: dict[str, A
 
         fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
     return model
+
+
+def regression_model_options(name: str) -> OptionSpec | None:
+    """The options a regression method's model takes (the names `fit_method` sends on); None: not checked."""
+    if ":" in name:
+        return None
+    entry = get_model(name)
+    spec = entry_constructor_options(entry).without({"train_X", "train_Y"}).merge(OptionSpec({"max_n": "int"}))
+    if entry.trainer == "gpvi":
+        from gpvi.fit.api import fit, fit_option_names
+        from gpvi.fit.recipes import RECIPES
+
+        training = signature_options(fit, skip=("model",))
+        for recipe in RECIPES.values():
+            training = training.merge(dataclass_options(recipe))
+        known = fit_option_names()
+        spec = spec.merge(OptionSpec({k: v for k, v in training.hints.items() if k in known}))
+    elif entry.trainer == "own":
+        spec = spec.merge(signature_options(entry.resolve().fit))
+    return spec.without({"progress", "callback"})
 
 
 def split_options(entry: Any, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -333,6 +367,7 @@ __all__ = [
     "plot_metric_bars",
     "regression_summary",
     "regression_table",
+    "regression_model_options",
     "run_regression",
     "split_options",
 ]
