@@ -76,9 +76,9 @@ def test_gaussian_closed_form_matches_gpytorch():
 
 def test_exp_poisson_closed_form_matches_high_order_quadrature():
     lik, y, mean, var = _case("poisson_exp")
-    from gpvi.core.likelihoods import _quadrature
+    from gpvi.core.quadrature import gauss_hermite_expectation
 
-    quad = _quadrature(lambda yy, f: lik.forward(f).log_prob(yy), y, mean, var, 80)
+    quad = gauss_hermite_expectation(lambda yy, f: lik.forward(f).log_prob(yy), y, mean, var, 80)
     assert_close(expected_log_prob(lik, y, mean, var), quad, rtol=1e-10, atol=1e-10)
 
 
@@ -86,9 +86,9 @@ def test_probit_quadrature_matches_high_order_quadrature_and_is_finite_in_tails(
     # gpytorch's own BernoulliLikelihood.expected_log_prob differs from this reference by up to
     # 2.5e-4 here (its quadrature nodes are less accurate); gpvi's 20-node rule agrees to 1e-10.
     lik, y, mean, var = _case("probit")
-    from gpvi.core.likelihoods import _quadrature
+    from gpvi.core.quadrature import gauss_hermite_expectation
 
-    ref = _quadrature(lambda yy, f: torch.special.log_ndtr((2 * yy - 1) * f), y, mean, var, 200)
+    ref = gauss_hermite_expectation(lambda yy, f: torch.special.log_ndtr((2 * yy - 1) * f), y, mean, var, 200)
     assert_close(expected_log_prob(lik, y, mean, var), ref, rtol=1e-10, atol=1e-10)
     far = expected_log_prob(
         lik, torch.zeros(1, dtype=torch.float64), torch.tensor([40.0]).double(), torch.tensor([1e-4]).double()

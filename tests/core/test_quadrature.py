@@ -1,4 +1,4 @@
-"""The quadrature rules of `gpvi.core.likelihoods` against scipy's adaptive quadrature, closed forms and identities.
+"""The quadrature rules of `gpvi.core.quadrature` against scipy's adaptive quadrature, closed forms and identities.
 
 Known answers: for q(f) = N(m, v), z = (f − m)/√v,
 
@@ -28,15 +28,13 @@ from scipy import integrate, special
 from torch.testing import assert_close
 
 from gpvi.core.likelihoods import (
-    HERMITE_TIERS,
     LogitBernoulliLikelihood,
-    _hermgauss,
     _integrand,
-    _tier,
     expected_log_prob,
     expected_log_prob_and_grads,
     log_predictive_density,
 )
+from gpvi.core.quadrature import HERMITE_TIERS, choose_tier, hermgauss
 from gpvi.core.sites import batch_sites
 
 TOL = 1e-8
@@ -197,7 +195,7 @@ def test_laplace_kink_against_the_folded_normal_closed_form():
 
 @pytest.mark.parametrize("num", [20, 64, 400])
 def test_gauss_hermite_nodes_for_any_count(num):
-    nodes, weights = _hermgauss(num, torch.zeros((), dtype=torch.float64))
+    nodes, weights = hermgauss(num, torch.zeros((), dtype=torch.float64))
     assert torch.isfinite(nodes).all() and torch.isfinite(weights).all() and (weights > 0).all()
     assert_close(weights.sum(), torch.tensor(1.0, dtype=torch.float64), rtol=1e-13, atol=0)
     for k in range(1, 8):  # E[ξ^{2k}] = (2k − 1)!!, exact for 2k ≤ 2K − 1
@@ -363,7 +361,7 @@ def test_every_gauss_hermite_tier_is_used_and_meets_the_references(name, kind, y
     ratios = [tau * 1.001 for tau, _ in HERMITE_TIERS] + [HERMITE_TIERS[-1][0] * 0.98]
     rows = [(y, m, (ell / r) ** 2) for y in ys for m in (-8.0, -2.0, 0.0, 1.0, 4.0) for r in ratios]
     y, m, v = (torch.tensor(col, dtype=torch.float64) for col in zip(*rows, strict=True))
-    tiers = _tier(integrand, y, m, v)
+    tiers = choose_tier(integrand, y, m, v)
     assert set(tiers.tolist()) == set(range(len(HERMITE_TIERS) + 1))  # every tier, and the composite rule
     got = expected_log_prob_and_grads(lik, y, m, v)
     want = torch.tensor([reference(kind, *row, params) for row in rows], dtype=torch.float64)
