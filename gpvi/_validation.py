@@ -36,9 +36,9 @@ def check_tensor(
     hint = f" of shape {shape_hint}" if shape_hint else ""
     if not isinstance(value, Tensor):
         raise TypeError(f"`{name}` must be a torch.Tensor{hint}, got {type(value).__name__}.")
-    if not value.is_floating_point():
+    if value.dtype not in (torch.float32, torch.float64):
         raise TypeError(
-            f"`{name}` must be a floating-point tensor (float64 recommended), got dtype {value.dtype}; "
+            f"`{name}` must be a floating-point tensor, float64 (recommended) or float32, got dtype {value.dtype}; "
             f"convert it with `{name}.double()`."
         )
     if ndim is not None:

@@ -171,7 +171,7 @@ def numerical_failure(error: BaseException) -> StopReason | None:
         return "non-finite" if _NON_FINITE.search(str(error)) else "not-psd"
     if isinstance(error, NanError):
         return "non-finite"
-    if isinstance(error, (RuntimeError, ValueError)):
+    if isinstance(error, (RuntimeError, ValueError)) and not isinstance(error, NotImplementedError):
         text = str(error)
         if _NOT_PSD.search(text):
             return "not-psd"

@@ -105,9 +105,11 @@ def cross_covariance(kernel: Kernel, X1: Tensor, X2: Tensor) -> Tensor:
     kind = _profile_kind(base)
     if kind is None:
         return kernel(X1, X2).to_dense()
-    A, B = X1 / base.lengthscale, X2 / base.lengthscale
-    centre = A.mean(-2, keepdim=True).detach()  # against cancellation in r²; r² does not depend on it
-    return _StationaryCrossCovariance.apply(A - centre, B - centre, outputscale, kind)
+    # centred before scaling, against cancellation in r² (inputs far from the origin, in float32 above
+    # all: scaling first rounds x/ℓ to the input's own magnitude); r² does not depend on the centre
+    centre = X1.mean(-2, keepdim=True).detach()
+    A, B = (X1 - centre) / base.lengthscale, (X2 - centre) / base.lengthscale
+    return _StationaryCrossCovariance.apply(A, B, outputscale, kind)
 
 
 __all__ = ["cross_covariance"]

@@ -27,6 +27,8 @@ from gpytorch.kernels import Kernel
 from scipy.cluster.vq import kmeans2
 from torch import Tensor
 
+from gpvi._validation import check_tensor
+
 MAX_KMEANS_POINTS = 20_000
 
 
@@ -45,6 +47,7 @@ def select_inducing_points(
         seed: Seed of k-means.
     """
     if isinstance(method, Tensor):
+        check_tensor("inducing", method, shape_hint="`M x d`")
         if method.dim() != 2 or method.shape[-1] != X.shape[-1]:
             raise ValueError(
                 f"`inducing` must be an `M x d` tensor with d = {X.shape[-1]}, got shape {tuple(method.shape)}."

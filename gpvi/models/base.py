@@ -145,6 +145,26 @@ class VariationalGPModel(ApproximateGPyTorchModel, FantasizeMixin):
                     f"`{name}.to({self.dtype})`, or the model with `model.to({tensor.dtype})`."
                 )
 
+    @staticmethod
+    def _check_noise(
+        name: str, noise: Any, shape: tuple[int, ...], *, zero_ok: bool, exact_shape: bool = False
+    ) -> None:
+        """A tensor of noise variances: finite, non-negative (positive unless ``zero_ok``), of ``shape``
+        (or broadcastable to it)."""
+        check_tensor(name, noise, shape_hint=f"`{' x '.join(map(str, shape))}`")
+        try:
+            fits = noise.shape == shape if exact_shape else torch.broadcast_shapes(noise.shape, shape) == shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"`{name}` must have shape {shape}{'' if exact_shape else ' (or broadcast to it)'}, "
+                f"got {tuple(noise.shape)}."
+            )
+        if (noise < 0).any() or (not zero_ok and (noise == 0).any()):
+            bound = "non-negative" if zero_ok else "positive"
+            raise ValueError(f"`{name}` holds noise variances: they must be {bound}, got min {noise.min().item():.3g}.")
+
     def _set_train_data(self, X_raw: Tensor, X_model: Tensor, Y_model: Tensor) -> None:
         """Store raw inputs (BoTorch's `train_inputs`) and model-space inputs and targets."""
         self.train_inputs = (X_raw,)
@@ -239,6 +259,13 @@ class VariationalGPModel(ApproximateGPyTorchModel, FantasizeMixin):
         check_tensor("X", X, ndim=tuple(range(2, 10)), shape_hint="`(*b) x q x d`")
         if X.shape[-1] != self.train_inputs[0].shape[-1]:
             raise ValueError(f"`X` must have d = {self.train_inputs[0].shape[-1]} columns, got {X.shape[-1]}.")
+        if isinstance(observation_noise, Tensor):
+            self._check_noise("observation_noise", observation_noise, (*X.shape[:-1], self.num_outputs), zero_ok=True)
+        elif not isinstance(observation_noise, bool):
+            raise TypeError(
+                f"`observation_noise` must be a bool or a `(*b) x q x m` tensor of noise variances, "
+                f"got {type(observation_noise).__name__}."
+            )
         self.check_dtype(X=X, observation_noise=observation_noise if isinstance(observation_noise, Tensor) else None)
         self.eval()
         X_model = self.transform_inputs(X)
@@ -296,6 +323,17 @@ class VariationalGPModel(ApproximateGPyTorchModel, FantasizeMixin):
             )
         if X.shape[-1] != self.train_inputs[0].shape[-1]:
             raise ValueError(f"`X` must have d = {self.train_inputs[0].shape[-1]} columns, got {X.shape[-1]}.")
+        try:
+            batch_ok = torch.broadcast_shapes(X.shape[:-2], Y.shape[:-2]) == Y.shape[:-2]
+        except RuntimeError:
+            batch_ok = False
+        if not batch_ok:
+            raise ValueError(
+                f"`Y`'s batch shape {tuple(Y.shape[:-2])} must end with `X`'s {tuple(X.shape[:-2])} "
+                "(BoTorch's convention: X `(*b) x n' x d`, Y `(*s, *b) x n' x m`)."
+            )
+        if noise is not None:
+            self._check_noise("noise", noise, tuple(Y.shape), zero_ok=False, exact_shape=True)
         self.check_dtype(X=X, Y=Y, noise=noise)
         self.eval()
         Yvar = noise

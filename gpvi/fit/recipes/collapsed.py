@@ -28,7 +28,10 @@ class Collapsed(Recipe):
 
     def check(self, model: Any) -> None:
         if not model.is_gaussian:
-            raise ValueError("`objective='collapsed'` needs a GaussianLikelihood (sites exact in closed form).")
+            raise ValueError(
+                f"`recipe` 'collapsed' (or `objective='collapsed'`) needs a GaussianLikelihood (q exact in closed "
+                f"form), got {type(model.likelihood).__name__}: use recipe 'adam', 'ngd' or 'cvi'."
+            )
 
     def run(self, model: Any) -> FitResult:
         N = model.num_data
