@@ -333,7 +333,7 @@ class VariationalGPModel(ApproximateGPyTorchModel, FantasizeMixin):
                 "(BoTorch's convention: X `(*b) x n' x d`, Y `(*s, *b) x n' x m`)."
             )
         if noise is not None:
-            self._check_noise("noise", noise, tuple(Y.shape), zero_ok=False, exact_shape=True)
+            self._check_noise("noise", noise, tuple(Y.shape), zero_ok=False)
         self.check_dtype(X=X, Y=Y, noise=noise)
         self.eval()
         Yvar = noise

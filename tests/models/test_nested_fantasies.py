@@ -77,3 +77,15 @@ def test_botorch_fantasize_on_a_fantasy_model():
     assert second.batch_shape == torch.Size([2, 3])
     post = second.posterior(torch.rand(5, 1, dtype=DT))
     assert post.mean.shape == (2, 3, 5, 1) and (post.variance > 0).all()
+
+
+def test_botorch_fantasize_with_an_observation_noise_tensor():
+    """BoTorch passes ``noise`` expanded to Y's shape without the sample dimension: it broadcasts."""
+    X, Y = toy_data()
+    model = optimal_svgp_at_data(X, Y, noise=NOISE, mean=MEAN)
+    noise = torch.full((3, 1), 0.01, dtype=DT)
+    fantasy = model.fantasize(
+        torch.rand(3, 1, dtype=DT), SobolQMCNormalSampler(torch.Size([4])), observation_noise=noise
+    )
+    assert fantasy.batch_shape == torch.Size([4])
+    assert (fantasy.posterior(torch.rand(5, 1, dtype=DT)).variance > 0).all()
