@@ -173,7 +173,7 @@ def parameter_groups(model: Any, params: list[torch.Tensor], lr: float, X: torch
     spread = X.detach().std(-2).mean().item() if X.shape[-2] > 1 else UNIT_CUBE_SPREAD
     factor = min(1.0, spread / UNIT_CUBE_SPREAD) if spread > 0 else 1.0
     rest = [p for p in params if id(p) not in inducing]
-    return [{"params": rest}, {"params": mine, "lr": lr * factor}]
+    return [group for group in ({"params": rest}, {"params": mine, "lr": lr * factor}) if group["params"]]
 
 
 def default_step(model: Any, batch_size: int | None) -> float:
