@@ -24,6 +24,7 @@ and an M×M update.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -91,15 +92,36 @@ def variational_elbo(
         num_quadrature: Rule of the expectations: None (adaptive, accurate for any q) or K
             Gauss–Hermite nodes (`gpvi.core.likelihoods`).
     """
+    ell, kl = _data_terms_and_kl(
+        strategy,
+        likelihood,
+        X,
+        num_latents,
+        index,
+        lambda mean, var: expected_log_prob(likelihood, y, mean, var, weights=weights, num_quadrature=num_quadrature),
+    )
+    return elbo(ell, kl, num_data=num_data, kl_weight=kl_weight, log_prior=log_prior)
+
+
+def _data_terms_and_kl(
+    strategy: PosteriorStrategy,
+    likelihood: Likelihood,
+    X: Tensor,
+    num_latents: int,
+    index: Tensor | None,
+    per_datum: Callable[[Tensor, Tensor], Tensor],
+) -> tuple[Tensor, Tensor]:
+    """(per-datum terms (*b, B) summed over P outputs, KL (*b,) summed over P) from one factorisation.
+
+    ``per_datum(mean, var)`` reads q(f)'s marginals in the likelihood's layout (`likelihood_layout`).
+    """
     with strategy.shared_terms():  # one factorisation for the marginals and the KL
         marg = strategy.marginals(_latent_inputs(X, num_latents), index=index)
         kl = strategy.kl_divergence()
-    mean, var = likelihood_layout(likelihood, marg.mean, marg.var)
-    ell = expected_log_prob(likelihood, y, mean, var, weights=weights, num_quadrature=num_quadrature)
+    terms = per_datum(*likelihood_layout(likelihood, marg.mean, marg.var))
     if num_latents > 1 and not isinstance(likelihood, SoftmaxLikelihood):
-        ell = ell.sum(-2)
-    kl = kl.sum(-1) if num_latents > 1 else kl
-    return elbo(ell, kl, num_data=num_data, kl_weight=kl_weight, log_prior=log_prior)
+        terms = terms.sum(-2)
+    return terms, kl.sum(-1) if num_latents > 1 else kl
 
 
 def predictive_log_likelihood(
@@ -122,15 +144,12 @@ def predictive_log_likelihood(
     form for Gaussian and probit likelihoods, the adaptive quadrature in log space otherwise). With P
     independent latent outputs the per-output terms are summed (q factorises over outputs).
     """
-    with strategy.shared_terms():  # one factorisation for the marginals and the KL
-        marg = strategy.marginals(_latent_inputs(X, num_latents), index=index)
-        kl = strategy.kl_divergence()
-    mean, var = likelihood_layout(likelihood, marg.mean, marg.var)
-    lpd = log_predictive_density(likelihood, y, mean, var, num_quadrature=num_quadrature)
-    lpd = lpd if weights is None else lpd * weights
-    if num_latents > 1 and not isinstance(likelihood, SoftmaxLikelihood):
-        lpd = lpd.sum(-2)
-    kl = kl.sum(-1) if num_latents > 1 else kl
+
+    def weighted_lpd(mean: Tensor, var: Tensor) -> Tensor:
+        lpd = log_predictive_density(likelihood, y, mean, var, num_quadrature=num_quadrature)
+        return lpd if weights is None else lpd * weights
+
+    lpd, kl = _data_terms_and_kl(strategy, likelihood, X, num_latents, index, weighted_lpd)
     parts = elbo(lpd, kl, num_data=num_data, kl_weight=kl_weight, log_prior=log_prior)  # the same arithmetic
     return PredictiveParts(*parts)
 
