@@ -1,4 +1,4 @@
-# gpvi: two commands for users (`make demo`, `make test`), a few for developers.
+# gpvi: two commands for users (`make demo`, `make test`), a few for developers (`make docs`, `make lint`).
 VENV    ?= .venv
 PYTHON  ?= python3
 PY      := $(VENV)/bin/python
@@ -7,12 +7,12 @@ STAMP   := $(VENV)/.gpvi-installed
 WHEELS  := $(wildcard /opt/wheels)
 PIPFLAGS := -q $(if $(WHEELS),--find-links $(WHEELS),)
 
-.PHONY: demo test test-all lint install clean
+.PHONY: demo test test-all lint docs notebooks install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(PIPFLAGS) "torch==2.13.0"
-	$(PY) -m pip install $(PIPFLAGS) -c constraints.txt -e ".[dev,distributed]"
+	$(PY) -m pip install $(PIPFLAGS) -c constraints.txt -e ".[dev,distributed,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,5 +29,14 @@ test-all: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check gpvi tests studies
 
+# The documentation site (Sphinx + MyST-NB), every warning an error; -E: autodoc reads the code afresh.
+docs: $(STAMP)
+	$(VENV)/bin/sphinx-build -E -W --keep-going -n -q -b html docs docs/_build/html
+	@echo "docs: open docs/_build/html/index.html"
+
+# Execute the notebooks at their small size and store their outputs (what the docs site shows).
+notebooks: $(STAMP)
+	$(PY) notebooks/execute.py
+
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache docs/_build

@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 from botorch.models.approximate_gp import ApproximateGPyTorchModel
-from gpytorch.constraints import GreaterThan
 from gpytorch.distributions import MultivariateNormal
 from gpytorch.kernels import Kernel, MaternKernel, ScaleKernel
 from gpytorch.likelihoods import GaussianLikelihood
@@ -32,21 +31,18 @@ from torch import Tensor
 
 from gpvi.features.selection import select_inducing_points
 from gpvi.fit.batches import minibatches
+from gpvi.models.priors import default_kernel as gpvi_default_kernel
+from gpvi.models.priors import singletaskgp_modules
 from gpvi.progress import FitResult, StepLoop
 
 __all__ = ["GPyTorchSVGP", "GPyTorchSVGPModel", "default_kernel", "fit_gpytorch_svgp", "predict_gpytorch_svgp"]
 
 
-def default_kernel(train_X: Tensor) -> ScaleKernel:
-    """``ScaleKernel(MaternKernel(nu=2.5, ard_num_dims=d))`` initialised as `gpvi.SVGP` does.
-
-    The lengthscales start at 0.5 √d · std(X) per column, gpvi's default, so that a comparison
-    with `gpvi.SVGP` starts from the same hyperparameters.
-    """
-    d = train_X.shape[-1]
-    kernel = ScaleKernel(MaternKernel(nu=2.5, ard_num_dims=d)).to(train_X)
-    kernel.base_kernel.lengthscale = 0.5 * d**0.5 * train_X.std(0).clamp_min(1e-3)
-    return kernel
+def default_kernel(train_X: Tensor, *, gaussian: bool = True) -> Kernel:
+    """The kernel `gpvi.SVGP` builds from these inputs (`gpvi.models.priors.default_kernel`:
+    SingleTaskGP's RBF with its dimension-scaled lengthscale prior; in a `ScaleKernel` for a
+    non-Gaussian likelihood), so a comparison with gpvi isolates the inference."""
+    return gpvi_default_kernel(train_X, gaussian=gaussian)
 
 
 class GPyTorchSVGP(ApproximateGP):
@@ -101,15 +97,14 @@ class GPyTorchSVGP(ApproximateGP):
     ) -> tuple[GPyTorchSVGP, GaussianLikelihood]:
         """A model and likelihood initialised exactly as ``gpvi.SVGP(train_X, ..., seed=seed)``.
 
-        Same kernel family and initial lengthscales (`default_kernel`), same initial Z (gpvi's
-        `select_inducing_points` with the same ``inducing`` method and seed), and a
-        `GaussianLikelihood` with gpvi's initial noise 0.1 and noise constraint (> 1e-6).
+        Same kernel, priors and initial lengthscales (`default_kernel`), same initial Z (gpvi's
+        `select_inducing_points` with the same ``inducing`` method and seed), and SingleTaskGP's
+        `GaussianLikelihood` (log-normal noise prior, noise ≥ 1e-4), as gpvi's default.
         """
         kernel = default_kernel(train_X)
         Z = select_inducing_points(train_X, num_inducing, inducing, kernel, seed=seed)
-        likelihood = GaussianLikelihood(noise_constraint=GreaterThan(1e-6)).to(train_X)
-        likelihood.noise = 0.1
-        return cls(Z, kernel=kernel, natural=natural), likelihood
+        _, likelihood = singletaskgp_modules(train_X.shape[-1], dtype=train_X.dtype)
+        return cls(Z, kernel=kernel, natural=natural), likelihood.to(train_X)
 
 
 def fit_gpytorch_svgp(
@@ -139,7 +134,7 @@ def fit_gpytorch_svgp(
         steps: Number of Adam steps (each on one minibatch).
         batch_size: Minibatch size B (capped at n); None: all data.
         lr: Adam's learning rate.
-        progress: Show a tqdm bar; default: on a terminal, never under pytest.
+        progress: Show a tqdm bar; default `gpvi.progress.show_progress` (terminal or Jupyter, not pytest).
         seed: Seed of the minibatch order.
 
     Returns:

@@ -1,7 +1,7 @@
 """The ``gpvi`` command line.
 
-    gpvi demo [--quick] [--db gpvi-demo.sqlite] [--out .]        the main job: a small BO study
-    gpvi study run FILE [--db PATH] [--workers N] [--executor local|dask] [--scheduler ADDRESS]
+    gpvi demo [--quick] [--db gpvi-demo.sqlite] [--out .] [--no-progress]    the main job: a small BO study
+    gpvi study run FILE [--db PATH] [--workers N] [--executor local|dask] [--scheduler ADDRESS] [--no-progress]
     gpvi study report FILE|DB [--out DIR] [--baseline METHOD]
     gpvi study status FILE|DB
     gpvi svgp-demo [--dataset kin40k] [--split 0] [--num-inducing 256] [--steps 2000]
@@ -10,6 +10,10 @@
 Each subcommand lives in a ``_add_<name>(subparsers)`` function that registers its parser and
 sets ``func`` (the function run with the parsed arguments, returning an exit status); adding a
 subcommand means writing one such function and listing it in ``_SUBCOMMANDS``.
+
+``--progress`` / ``--no-progress`` draw or silence the progress bars (default: the rule of
+`gpvi.progress.show_progress`: on a terminal, never under pytest, ``GPVI_PROGRESS=0``/``1`` where
+no flag is given).
 
 Exit status: 0 on success, 2 on a usage error or when the data cannot be found.
 """
@@ -34,6 +38,11 @@ QUICK_ENV_VAR = "GPVI_DEMO_QUICK"
 # minutes on 2 CPU cores (kin40k: 36,000 training rows, 8 inputs).
 _DEMO_FULL = {"dataset": "kin40k", "num_inducing": 256, "steps": 2000, "batch_size": 1024}
 _DEMO_QUICK = {"dataset": "yacht", "num_inducing": 64, "steps": 150, "batch_size": 1024}
+# The --progress / --no-progress flags of every subcommand (`gpvi.progress.show_progress`).
+_PROGRESS_HELP = (
+    "progress bars on stderr: --progress always, --no-progress never (default: on a terminal, "
+    "never under pytest; GPVI_PROGRESS=0/1 decides where no flag is given)"
+)
 
 
 # -- parser -----------------------------------------------------------------------------------
@@ -109,7 +118,7 @@ def _add_svgp_demo(subparsers: argparse._SubParsersAction) -> None:
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="show progress bars (default: only on a terminal)",
+        help=_PROGRESS_HELP,
     )
     p.set_defaults(func=_run_svgp_demo)
 
@@ -213,7 +222,7 @@ def _add_study(subparsers: argparse._SubParsersAction) -> None:
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="show the progress bar (default: only on a terminal)",
+        help=_PROGRESS_HELP,
     )
     run.set_defaults(func=_run_study)
     report = sub.add_parser("report", help="markdown table and plots of a study")
@@ -316,7 +325,7 @@ def _add_demo(subparsers: argparse._SubParsersAction) -> None:
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="show the progress bar (default: only on a terminal)",
+        help=_PROGRESS_HELP,
     )
     p.set_defaults(func=_run_demo)
 

@@ -1,9 +1,41 @@
 """Dense reference computations for the identity tests."""
 
-import torch
-from gpytorch.distributions import MultivariateNormal
+import functools
 
-from gpvi import SVGP
+import torch
+from gpytorch.constraints import GreaterThan
+from gpytorch.distributions import MultivariateNormal
+from gpytorch.kernels import MaternKernel, ScaleKernel
+from gpytorch.likelihoods import GaussianLikelihood, SoftmaxLikelihood
+
+import gpvi
+
+
+def plain(cls):
+    """``cls`` (a gpvi model class) built with the identity tests' prior-free modules when none are given.
+
+    The default modules are SingleTaskGP's, whose priors add log p(θ) to every ELBO; the identities
+    compare the ELBO with a dense log marginal likelihood, so these models take a Matérn-5/2 ARD
+    kernel in a `ScaleKernel` and a Gaussian likelihood (noise 0.1, at least 1e-4), neither with a prior.
+    """
+
+    @functools.wraps(cls)
+    def build(train_X, train_Y, likelihood=None, *args, kernel=None, **options):
+        gaussian = likelihood is None or isinstance(likelihood, GaussianLikelihood)
+        batch = torch.Size([train_Y.shape[-1]]) if gaussian and train_Y.shape[-1] > 1 else torch.Size()
+        if kernel is None and not isinstance(likelihood, SoftmaxLikelihood):
+            d = train_X.shape[-1]
+            kernel = ScaleKernel(MaternKernel(nu=2.5, ard_num_dims=d, batch_shape=batch), batch_shape=batch)
+        if likelihood is None:
+            likelihood = GaussianLikelihood(batch_shape=batch, noise_constraint=GreaterThan(1e-4))
+            likelihood.noise = 0.1
+        return cls(train_X, train_Y, likelihood, *args, kernel=kernel, **options)
+
+    return build
+
+
+SVGP = plain(gpvi.SVGP)
+DualSVGP = plain(gpvi.DualSVGP)
 
 
 def toy_data(n=15, seed=0):

@@ -69,13 +69,14 @@ def test_notebook_runs(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert not errors
 
 
-def test_notebooks_exist_and_are_stored_without_outputs() -> None:
+def test_notebooks_are_stored_executed_without_errors() -> None:
+    """The docs site renders the stored outputs (`make notebooks` refreshes them at the small size)."""
     assert NOTEBOOKS, f"no notebooks in {NOTEBOOK_DIR}"
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         nbformat.validate(nb)
-        for cell in nb.cells:
-            if cell.cell_type == "code":
-                assert not cell.get("outputs") and cell.get("execution_count") is None, (
-                    f"{path.name} is stored with outputs; clear them before committing"
-                )
+        code = [cell for cell in nb.cells if cell.cell_type == "code" and cell.source.strip()]
+        counts = [cell.get("execution_count") for cell in code]
+        assert all(counts) and counts == sorted(counts), f"{path.name} is not stored executed: run `make notebooks`"
+        errors = [out for cell in code for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+        assert not errors, f"{path.name} is stored with an error output: run `make notebooks`"

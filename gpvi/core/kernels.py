@@ -24,6 +24,7 @@ the function is always safe to call.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from gpytorch.kernels import Kernel, MaternKernel, RBFKernel, ScaleKernel
@@ -112,4 +113,16 @@ def cross_covariance(kernel: Kernel, X1: Tensor, X2: Tensor) -> Tensor:
     return _StationaryCrossCovariance.apply(A, B, outputscale, kind)
 
 
-__all__ = ["cross_covariance"]
+def prior_covariance(kernel: Kernel, X: Tensor) -> Any:
+    """k(X, X) lazily (gpytorch's), on inputs centred first when the kernel is stationary.
+
+    gpytorch's RBF kernel divides by the lengthscale before it centres, so in float32 inputs far from
+    the origin round to garbage (x = −1e6 ± 0.5 gave a predictive covariance with negative
+    variances); a stationary kernel does not change under the shift.
+    """
+    if getattr(kernel, "is_stationary", False) and X.shape[-2] > 0:
+        X = X - X.mean(-2, keepdim=True).detach()
+    return kernel(X)
+
+
+__all__ = ["cross_covariance", "prior_covariance"]

@@ -80,6 +80,7 @@ class LogitBernoulliLikelihood(_OneDimensionalLikelihood):
     """Bernoulli likelihood with a logit link: p(y = 1 | f) = σ(f), labels y in {0, 1}."""
 
     def forward(self, function_samples: Tensor, *args: Any, **kwargs: Any) -> Bernoulli:
+        """p(y | f) = Bernoulli(σ(f)) at the given values of f."""
         return Bernoulli(logits=function_samples)
 
 
@@ -90,6 +91,7 @@ class ExpPoissonLikelihood(_OneDimensionalLikelihood):
     """
 
     def forward(self, function_samples: Tensor, *args: Any, **kwargs: Any) -> Poisson:
+        """p(y | f) = Poisson(exp(f)) at the given values of f."""
         return Poisson(rate=function_samples.exp())
 
 

@@ -91,8 +91,11 @@ def collapsed_elbo(chol_Kuu: Tensor, Kuf: Tensor, k_diag: Tensor, y_centred: Ten
     marginal likelihood when Z = X (up to jitter). Cost O(N M²).
 
     Args:
-        chol_Kuu: (*b, M, M); Kuf: (*b, M, N); k_diag: (*b, N) prior variances; y_centred: (*b, N)
-        targets minus the prior mean; noise: σ², broadcastable to (*b, 1).
+        chol_Kuu: (*b, M, M), the lower Cholesky factor of Kuu.
+        Kuf: (*b, M, N).
+        k_diag: (*b, N) prior variances.
+        y_centred: (*b, N) targets minus the prior mean.
+        noise: σ², broadcastable to (*b, 1).
 
     Returns:
         (*b,) the bound (a total over the N points, not per datum).

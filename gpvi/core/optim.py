@@ -19,13 +19,22 @@ from torch import Tensor
 from gpvi.core.linalg import NotPSDError
 
 
-def guarded_lbfgs(params: list[Tensor], objective: Callable[[], Tensor], *, scale: float = 1.0, **options: Any) -> bool:
+def guarded_lbfgs(
+    params: list[Tensor],
+    objective: Callable[[], Tensor],
+    *,
+    scale: float = 1.0,
+    after_backward: Callable[[], None] | None = None,
+    **options: Any,
+) -> bool:
     """Maximise ``objective()`` over ``params`` by L-BFGS (strong Wolfe), guarded (see the module docstring).
 
     Args:
         params: Leaf tensors to optimise (changed in place).
         objective: Returns the scalar to maximise; differentiable in ``params``.
         scale: The loss handed to L-BFGS is −objective / scale (a per-datum scale for its tolerances).
+        after_backward: Called after each backward pass (e.g. to move gradients onto proxies of
+            ``params`` that ``objective`` reads through).
         options: `torch.optim.LBFGS` options (``max_iter``, ``tolerance_grad``, ...).
 
     Returns:
@@ -41,6 +50,8 @@ def guarded_lbfgs(params: list[Tensor], objective: Callable[[], Tensor], *, scal
             lbfgs.zero_grad(set_to_none=True)
             loss = -objective() / scale
             loss.backward()
+            if after_backward is not None:
+                after_backward()
             return loss
 
         try:

@@ -226,6 +226,7 @@ class GaussianSites:
         return (chol_K @ mean_v.unsqueeze(-1)).squeeze(-1), root @ root.mT
 
     def to(self, *args, **kwargs) -> GaussianSites:
+        """The sites with η and H converted by `Tensor.to` (same arguments)."""
         return GaussianSites(self.eta.to(*args, **kwargs), self.prec.to(*args, **kwargs))
 
 
@@ -265,6 +266,7 @@ class PointSites:
 
     @property
     def num_points(self) -> int:
+        """N, the data points in the store."""
         return self.inputs.shape[-2]
 
     def weighted(self) -> tuple[Tensor, Tensor]:

@@ -1,6 +1,6 @@
 """Data sets: UCI regression benchmarks, synthetic GP draws, and small classification sets.
 
-``uci.load(name, split)`` reads the offline UCI copy (see :mod:`gpvi.data.uci` for where it is
+``uci.load(name, split)`` reads the offline UCI copy (see `gpvi.data.uci` for where it is
 looked for); ``synthetic.gp_draw`` gives exact GP prior draws with known hyperparameters;
 ``classification`` wraps scikit-learn's bundled breast-cancer and digits sets; ``multitask`` holds
 many-curve (multi-task) data: the MagmaClust-style ``simulate_multitask`` mixture and the World Bank

@@ -534,7 +534,7 @@ def fertility(
             path itself); defaults to ``$GPVI_DATA_DIR`` or ``../shared/data/fertility`` relative
             to the repository root.
         drop_aggregates: Drop World Bank aggregate rows (regions, income and small-states groups;
-            codes in :data:`FERTILITY_AGGREGATES`).
+            codes in ``gpvi.data.multitask.FERTILITY_AGGREGATES``).
         min_points: Drop countries with fewer than this many observed years.
 
     Returns:

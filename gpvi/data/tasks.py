@@ -72,10 +72,12 @@ class TaskBatch:
 
     @property
     def num_tasks(self) -> int:
+        """M, the number of tasks."""
         return self.X.shape[0]
 
     @property
     def outer_mask(self) -> Tensor:
+        """(M, N_max, N_max): 1 where both the row and the column are observed, 0 in the padding."""
         m = self.mask.to(self.X.dtype)
         return m.unsqueeze(-1) * m.unsqueeze(-2)
 

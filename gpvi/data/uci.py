@@ -50,8 +50,10 @@ class UCIData:
         test_Y: `t x 1` test targets (standardised with the training statistics).
         name: Data set name (the folder name).
         split: Split index in ``0..9``.
-        x_mean, x_std: `d` training-split input mean and std (std 1 where a column is constant).
-        y_mean, y_std: `1` training-split target mean and std.
+        x_mean: `d` training-split input mean.
+        x_std: `d` training-split input std (1 where a column is constant).
+        y_mean: `1` training-split target mean.
+        y_std: `1` training-split target std.
     """
 
     train_X: Tensor
@@ -167,7 +169,7 @@ def load(
     """Load split ``split`` of UCI data set ``name``, standardised with training statistics.
 
     Args:
-        name: Data set folder name, e.g. ``"yacht"`` (see :func:`available`).
+        name: Data set folder name, e.g. ``"yacht"`` (see `gpvi.data.available_uci`).
         split: Which of the ten fixed splits, ``0..9``; its test rows are ~10% of the data.
         root: Folder holding one sub-folder per data set; defaults to ``$GPVI_DATA_DIR`` or
             ``../shared/data/uci`` relative to the repository root.

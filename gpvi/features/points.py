@@ -43,7 +43,10 @@ class InducingPoints(InducingFeatures):
         return self.Z
 
     def Kuu(self, kernel: Kernel) -> Tensor:
-        return kernel(self.Z).to_dense()
+        """k(Z, Z) by `cross_covariance` (centred before scaling: gpytorch's RBF scales first, which in
+        float32 far from the origin rounds Kuu to garbage while Kuf stays exact), made symmetric."""
+        K = cross_covariance(kernel, self.Z, self.Z)
+        return (K + K.mT) / 2
 
     def Kuf(self, kernel: Kernel, X: Tensor) -> Tensor:
         return cross_covariance(kernel, self.Z, X)

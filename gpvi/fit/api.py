@@ -9,8 +9,10 @@
 The recipe is named by ``recipe``, or, as before recipes had names, by ``optimizer`` ("adam",
 "ngd", "cvi") and ``objective`` ("elbo", "ep", "collapsed"): "collapsed" is the closed-form
 recipe, "ep" the EP-like M-step of "cvi". Without either, the model's ``default_recipe`` runs
-("adam" for SVGP; for DualSVGP "collapsed" with a Gaussian likelihood while N·M ≤ 5e7, else
-"cvi"; "vem" for MagmaClust); ``optimizer="cvi"`` without an objective follows the same rule. The
+(SVGP and DualSVGP: "collapsed" with a Gaussian likelihood while N·M ≤ 5e7, "cvi-em" with any
+other; beyond, minibatch "ngd" (SVGP) or "cvi" (DualSVGP); "vem" for MagmaClust);
+``optimizer="cvi"`` without an objective follows the same rule. An objective alone picks the
+model's default recipe when that recipe trains it ("collapsed" is the ELBO at the optimal q). The
 other options belong to the recipe (`gpvi.fit.recipes`): an option no recipe knows is a
 `TypeError`; one that the chosen recipe does not use draws a warning. `fit` reads nothing of a
 model but what its recipe calls.
@@ -87,10 +89,10 @@ def resolve_recipe(model: Any, recipe: str | None, optimizer: str | None, object
     if optimizer is None and objective is None:
         return default, {}
     if optimizer is None:  # an objective for the model's default family
-        if default not in LEGACY:
+        if default not in LEGACY + ("cvi-em",):  # a model's own recipe (e.g. "vem") judges the objective
             return default, implied
-        optimizer = {"adam": "ngd" if objective == "collapsed" else "adam", "collapsed": "cvi"}.get(default, default)
-    elif optimizer not in ("adam", "ngd", "cvi"):
+        return objective_default(default, objective)
+    if optimizer not in ("adam", "ngd", "cvi"):
         raise ValueError(f"`optimizer` must be 'adam', 'ngd' or 'cvi', got {optimizer!r}.")
     if objective not in (None, "elbo", "ep", "collapsed", "pll"):
         raise ValueError(f"`objective` must be 'elbo', 'ep', 'collapsed' or 'pll', got {objective!r}.")
@@ -111,6 +113,22 @@ def resolve_recipe(model: Any, recipe: str | None, optimizer: str | None, object
     if optimizer == "cvi":
         return "cvi", {"objective": objective}
     return optimizer, {}
+
+
+def objective_default(default: str, objective: str) -> tuple[str, dict]:
+    """The recipe for ``objective`` when no optimizer is named: the model's ``default`` recipe when it
+    trains that objective, else the recipe that does ("collapsed"; "adam" for "pll"; "cvi" for "ep")."""
+    if objective not in ("elbo", "ep", "collapsed", "pll"):
+        raise ValueError(f"`objective` must be 'elbo', 'ep', 'collapsed' or 'pll', got {objective!r}.")
+    if objective == "collapsed":
+        return "collapsed", {}
+    if objective == "pll":
+        return ("ngd" if default == "ngd" else "adam"), {"objective": "pll"}
+    if objective == "ep":  # small Adam M-steps: the EP-like estimate is not a bound (see "cvi-em")
+        return "cvi", {"objective": "ep"}
+    if default == "collapsed":  # the collapsed bound is the ELBO at the optimal q
+        return default, {}
+    return default, ({"objective": "elbo"} if "objective" in RECIPES[default].option_names() else {})
 
 
 def recipe_options(
@@ -139,4 +157,4 @@ def build_recipe(name: str, options: dict[str, Any]) -> Recipe:
     return cls(**{k: v for k, v in options.items() if k in mine})
 
 
-__all__ = ["LEGACY", "build_recipe", "fit", "fit_option_names", "recipe_options", "resolve_recipe"]
+__all__ = ["LEGACY", "build_recipe", "fit", "fit_option_names", "objective_default", "recipe_options", "resolve_recipe"]

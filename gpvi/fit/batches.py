@@ -30,6 +30,7 @@ class Batch:
 
     @property
     def size(self) -> int:
+        """B, the rows in the batch."""
         return self.index.numel()
 
 

@@ -48,7 +48,7 @@ from gpvi.progress import FitResult
 #: The mll types `fit_mll` understands, by what they ask for (deprecated gpytorch aliases of the ELBO included).
 ELBO_MLLS = (VariationalELBO, VariationalELBOEmpirical, VariationalMarginalLogLikelihood)
 #: Recipes that maximise the ELBO (with a ``kl_weight``), and those that can run the PLL.
-ELBO_RECIPES = ("adam", "ngd", "cvi")
+ELBO_RECIPES = ("adam", "ngd", "cvi", "cvi-em")
 PLL_RECIPES = ("adam", "ngd")
 #: BoTorch option names with a gpvi meaning: scipy's ``options`` (only ``maxiter``), the torch fitter's ``step_limit``.
 BOTORCH_OPTIONS = ("options", "step_limit")
@@ -86,7 +86,7 @@ def fit_mll(
     if recipe is not None and optimizer is not None and recipe != optimizer:
         raise TypeError(f"`optimizer_kwargs` names two recipes, recipe={recipe!r} and optimizer={optimizer!r}.")
     recipe, implied = objective_recipe(model, mll, recipe or optimizer)
-    wanted = {"objective": "collapsed", **implied}  # what the mll asks for
+    wanted = {"objective": "collapsed", "kl_weight": float(getattr(mll, "beta", 1.0)), **implied}  # the mll's
     for name, value in wanted.items():
         if name in options and options[name] != value:
             raise TypeError(

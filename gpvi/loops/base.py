@@ -180,7 +180,8 @@ class AskTellLoop(ABC):
         Args:
             f: The objective, called on each iteration's `q x d` points.
             n: Iterations to run after the initial design (a non-negative int).
-            progress: Show a progress bar (default: on a terminal, never under pytest).
+            progress: Show a progress bar (default `gpvi.progress.show_progress`: on a terminal or in
+                Jupyter, never under pytest; `GPVI_PROGRESS=0` turns bars off).
         """
         if not callable(f):
             raise TypeError(f"`f` must be callable (`n x d` -> `n` or `n x 1`), got {type(f).__name__}.")
@@ -192,9 +193,9 @@ class AskTellLoop(ABC):
             while self.iteration < stop:
                 X = self.suggest()
                 self.observe(X, f(X))
-                if bar is not None:
+                if bar is not None:  # the postfix first, unrefreshed: a bar still in its delay stays hidden
+                    bar.set_postfix(self.progress_postfix(), refresh=False)
                     bar.update(1)
-                    bar.set_postfix(self.progress_postfix())
         finally:
             if bar is not None:
                 bar.close()
@@ -242,6 +243,7 @@ class AskTellLoop(ABC):
 
     # -- internals --------------------------------------------------------------------------------
     def iteration_seed(self, iteration: int) -> int:
+        """The seed of iteration ``iteration`` of this loop (`gpvi.loops.iteration_seed` of its ``seed``)."""
         return iteration_seed(self.seed, iteration)
 
     def _refit_due(self, iteration: int) -> bool:

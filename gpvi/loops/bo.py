@@ -26,6 +26,7 @@ from torch import Tensor
 from gpvi.loops.base import AskTellLoop, sobol_design
 from gpvi.loops.factories import ModelFactory
 
+#: The acquisition names `BayesOpt` accepts (besides a callable).
 ACQUISITIONS = ("qlogei", "qlognei", "ucb", "ts", "random")
 #: The ``acquisition_options`` and their defaults (a value must have the default's type; an int passes for beta).
 ACQUISITION_DEFAULTS: dict[str, float | int] = {"beta": 2.0, "num_restarts": 8, "raw_samples": 256, "maxiter": 200}

@@ -32,10 +32,12 @@ from typing import Any, ClassVar
 from botorch.models.model import Model
 from botorch.models.transforms.input import Normalize
 from botorch.models.transforms.outcome import Standardize
+from gpytorch.kernels import MaternKernel, ScaleKernel
 from torch import Tensor
 
 from gpvi.fit import fit
 from gpvi.fit.api import recipe_options
+from gpvi.models.priors import UNIT_CUBE_SPREAD
 from gpvi.models.registry import ModelEntry, get_model, load_object
 from gpvi.progress import MaxStepsWarning
 
@@ -121,8 +123,8 @@ class GPVIFactory(ModelFactory):
         inducing: Initial inducing inputs: "kmeans" or "greedy".
         kernel: "singletaskgp" (default): BoTorch SingleTaskGP's own kernel and likelihood (RBF with
             the dimension-scaled lengthscale prior, log-normal noise prior; `gpvi.models.priors`), so
-            that a comparison with SingleTaskGP isolates the inference; "matern": gpvi's SVGP default
-            (Matérn-5/2 ARD with an outputscale, no priors).
+            that a comparison with SingleTaskGP isolates the inference; "matern": Matérn-5/2 ARD with an
+            outputscale, no priors (gpvi's SVGP default before it took SingleTaskGP's).
         fit: "collapsed": q exact in closed form and L-BFGS on the collapsed bound plus the log prior
             (with Z = X this is SingleTaskGP's MAP fit); "ngd": natural-gradient steps on q plus
             Adam; "default": the model's own default recipe.
@@ -178,7 +180,9 @@ class GPVIFactory(ModelFactory):
 
     def _modules(self, d: int, dtype: Any) -> dict[str, Any]:
         if self.kernel == "matern":
-            return {}
+            kernel = ScaleKernel(MaternKernel(nu=2.5, ard_num_dims=d)).to(dtype)
+            kernel.base_kernel.lengthscale = 0.5 * d**0.5 * UNIT_CUBE_SPREAD  # inputs normalised to the bounds
+            return {"kernel": kernel}
         from gpvi.models.priors import singletaskgp_modules
 
         kernel, likelihood = singletaskgp_modules(d, dtype=dtype)

@@ -23,8 +23,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import warnings
-from typing import Any, ClassVar
+from typing import Any
 
+import gpytorch
 import torch
 from botorch.models.approximate_gp import ApproximateGPyTorchModel
 from botorch.models.model import FantasizeMixin
@@ -47,8 +48,12 @@ from gpvi.models.data import TrainingData, check_targets
 from gpvi.variational.base import InducingStrategy, PosteriorStrategy
 from gpvi.variational.elbo import SiteTarget, natural_gradient_step, site_target, variational_elbo
 
+#: Draws of q(f) behind a softmax classifier's `predict_proba` (Monte Carlo error ≲ 0.5 / √512 ≈ 0.02).
+SOFTMAX_PROBA_SAMPLES = 512
 #: Rows per chunk of a full-data pass (`full_data_step`): bounds the memory of one site computation.
 FULL_DATA_CHUNK = 4096
+#: N·M up to which the default recipe trains on all data at once ("collapsed", "cvi-em"); beyond, minibatches.
+FULL_BATCH_MAX_SIZE = 50_000_000
 
 
 class VariationalGPModule(ApproximateGP):
@@ -65,6 +70,7 @@ class VariationalGPModule(ApproximateGP):
         self.covar_module = covar_module
 
     def forward(self, x: Tensor) -> MultivariateNormal:
+        """The GP prior at ``x``: N(mean_module(x), covar_module(x))."""
         return MultivariateNormal(self.mean_module(x), self.covar_module(x))
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> VariationalGPModule:
@@ -93,8 +99,23 @@ class VariationalGPModel(ApproximateGPyTorchModel, FantasizeMixin):
     constructor; they declare the `gpvi.fit` recipe used when none is asked for.
     """
 
-    #: The `gpvi.fit` recipe used when none is given (see `gpvi.fit.recipes`).
-    default_recipe: ClassVar[str] = "adam"
+    @property
+    def default_recipe(self) -> str:
+        """The `gpvi.fit` recipe used when none is given (see `gpvi.fit.recipes`).
+
+        While the data fit in one pass (N·M ≤ `FULL_BATCH_MAX_SIZE`): "collapsed" for a Gaussian
+        likelihood on inducing features (q exact, L-BFGS on the collapsed bound), else "cvi-em"
+        (full-data CVI E-steps, L-BFGS M-steps). Beyond, minibatches: "cvi" for dual models, "ngd"
+        for the others (natural-gradient steps on q, Adam on the rest), with early stopping.
+        """
+        features = getattr(self.strategy, "features", None)
+        size = self.num_data * (features.num_inducing if features is not None else self.num_data)
+        if size <= FULL_BATCH_MAX_SIZE:
+            if self.is_gaussian and isinstance(self.strategy, InducingStrategy):
+                return "collapsed"
+            return "cvi-em"
+        return "cvi" if hasattr(self, "dual_step") else "ngd"
+
     _is_fantasy: bool = False
     #: The rule of the expected log-likelihoods: None (adaptive, accurate for any q; the default) or K
     #: Gauss–Hermite nodes (`gpvi.core.likelihoods`). Read by every objective and site update.
@@ -189,6 +210,7 @@ class VariationalGPModel(ApproximateGPyTorchModel, FantasizeMixin):
 
     @property
     def num_data(self) -> int:
+        """N, the number of training points."""
         return self.train_X_model.shape[-2]
 
     @property
@@ -198,19 +220,42 @@ class VariationalGPModel(ApproximateGPyTorchModel, FantasizeMixin):
 
     @property
     def is_softmax(self) -> bool:
+        """Whether the likelihood is gpytorch's `SoftmaxLikelihood` (one latent GP per class)."""
         return isinstance(self.likelihood, SoftmaxLikelihood)
 
     @property
     def is_gaussian(self) -> bool:
+        """Whether the likelihood is a `GaussianLikelihood` (q exact in closed form, the collapsed bound)."""
         return isinstance(self.likelihood, GaussianLikelihood)
 
     @property
     def strategy(self) -> PosteriorStrategy:
+        """The approximate posterior (`gpvi.variational.PosteriorStrategy`) that holds q."""
         return self.model.variational_strategy
 
     @property
     def features(self) -> InducingFeatures:
+        """The strategy's inducing features (`gpvi.features.InducingFeatures`)."""
         return self.strategy.features
+
+    def plot_locations(self) -> dict[str, Tensor]:
+        """The input-space locations a plot marks (`gpvi.plots`): label -> `k x d` tensor.
+
+        Here the inducing inputs (none for features that are not point evaluations, or when the
+        input transform cannot be undone); a family with other special points (a coreset, a
+        memory) adds its own entries to ``super().plot_locations()``.
+        """
+        features = getattr(self.strategy, "features", None)
+        Z = None if features is None else features.locations
+        if Z is None:
+            return {}
+        Z = Z.detach().reshape(-1, Z.shape[-1])
+        if hasattr(self, "input_transform"):
+            try:
+                Z = self.input_transform.untransform(Z)
+            except NotImplementedError:
+                return {}
+        return {"inducing inputs": Z}
 
     @property
     def batch_shape(self) -> torch.Size:
@@ -236,6 +281,7 @@ class VariationalGPModel(ApproximateGPyTorchModel, FantasizeMixin):
         return self.model.variational_strategy(X_model, diag=diag)
 
     def forward(self, X: Tensor) -> MultivariateNormal:
+        """q(f(X)) of the latent GP(s); in training mode ``X`` is transformed first and only marginals are built."""
         if self.training:
             X = self.transform_inputs(X)
         return self.latent(X, diag=self.training)
@@ -294,6 +340,25 @@ class VariationalGPModel(ApproximateGPyTorchModel, FantasizeMixin):
         if posterior_transform is not None:
             posterior = posterior_transform(posterior)
         return posterior
+
+    @torch.no_grad()
+    def predict_proba(self, X: Tensor) -> Tensor:
+        """Class probabilities of a classifier at `(*b) x n x d` inputs, averaged over q(f).
+
+        Bernoulli: p(y = 1 | x) = ∫ p(y = 1 | f) q(f) df, `(*b) x n x 1` (probit: Φ(μ / √(1 + σ²))
+        in closed form; logit: gpytorch's quadrature). Softmax: p(y = c | x), `(*b) x n x C` (by
+        the mean over `SOFTMAX_PROBA_SAMPLES` draws of q(f)). The same numbers as
+        ``posterior(X, observation_noise=True).distribution.probs``, in BoTorch's `n x m` layout.
+        """
+        if self.is_gaussian:
+            raise TypeError(f"predict_proba needs a classifier; {type(self).__name__} has a GaussianLikelihood.")
+        with gpytorch.settings.num_likelihood_samples(SOFTMAX_PROBA_SAMPLES):
+            probs = getattr(self.posterior(X, observation_noise=True).distribution, "probs", None)
+        if probs is None:
+            raise TypeError(f"predict_proba needs a classifier, not a {type(self.likelihood).__name__}.")
+        if self.is_softmax:  # (S, *b, n, C): one softmax per draw of f; their mean is the probability
+            return probs.mean(0)
+        return probs.reshape(*X.shape[:-1], 1)
 
     # -- absorbing data -------------------------------------------------------------------------
     def condition_on_observations(
@@ -518,8 +583,10 @@ class VariationalGPModel(ApproximateGPyTorchModel, FantasizeMixin):
         """The ELBO at the optimal q for the current θ and Z, on all data (Gaussian likelihood only).
 
         With a Gaussian likelihood the optimal q is closed form and the ELBO at it is the collapsed
-        Titsias (2009) bound (`gpvi.core.objectives.collapsed_elbo`),
+        Titsias (2009) bound (`gpvi.core.objectives.collapsed_elbo`):
+
             log N(y | μ, Qff + σ²I) − tr(Kff − Qff) / (2σ²),  Qff = Kfu Kuu⁻¹ Kuf,
+
         the objective of the closed-form recipe (``gpvi.fit(model, objective="collapsed")``); with
         Z = X it is the exact log marginal likelihood. Total over the data, summed over outputs.
         Without the hyperparameters' log prior. Needs a posterior on inducing features.
@@ -541,6 +608,7 @@ class VariationalGPModel(ApproximateGPyTorchModel, FantasizeMixin):
         return value.sum(-1) if self._num_latents > 1 else value
 
     def require_gaussian(self, what: str) -> None:
+        """Raise `TypeError` naming ``what`` unless the likelihood is Gaussian."""
         if not self.is_gaussian:
             raise TypeError(f"{what} needs a GaussianLikelihood, got {type(self.likelihood).__name__}.")
 

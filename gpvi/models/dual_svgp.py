@@ -14,8 +14,10 @@ estimate from the sites (the hybrid of Li et al.):
     ELBO  = Σ_n E_q[log p(y_n | f_n)] − KL[q ‖ p]                       (q built from fixed sites and K_θ)
     log Z_EP = the sparse power-EP energy at the sites (`gpvi.core.objectives.ep_log_marginal`)
 
-With a Gaussian likelihood the sites are exact for every θ, so the default recipe is the collapsed
-bound by L-BFGS, with the sites written at the end.
+The default recipe (`VariationalGPModel.default_recipe`): with a Gaussian likelihood the sites are
+exact for every θ, so the collapsed bound by L-BFGS, with the sites written at the end; with any
+other likelihood "cvi-em" (full-data CVI E-steps, L-BFGS M-steps with the sites held fixed, a few
+iterations to convergence); minibatch "cvi" beyond N·M = 5e7.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from torch import Tensor
 
 from gpvi._validation import check_train_data
 from gpvi.core.sites import GaussianSites, PointSites
-from gpvi.models.base import FULL_DATA_CHUNK
+from gpvi.models.base import FULL_BATCH_MAX_SIZE, FULL_DATA_CHUNK
 from gpvi.models.registry import ModelEntry, register_model
 from gpvi.models.svgp import SVGP
 from gpvi.sequential.ep import ep_current_sites, ep_fixed_sites
@@ -37,8 +39,8 @@ from gpvi.variational.base import PosteriorStrategy
 from gpvi.variational.dual import DualSVGPStrategy
 from gpvi.variational.elbo import SiteTarget
 
-#: N·M above which a Gaussian DualSVGP trains by CVI on minibatches rather than on the collapsed bound.
-COLLAPSED_MAX_SIZE = 50_000_000
+#: N·M above which DualSVGP trains on minibatches (the older name of `FULL_BATCH_MAX_SIZE`).
+COLLAPSED_MAX_SIZE = FULL_BATCH_MAX_SIZE
 
 
 class DualSVGP(SVGP):
@@ -53,8 +55,8 @@ class DualSVGP(SVGP):
         train_X, train_Y, likelihood, num_inducing, inducing, kernel: as for `SVGP`.
         full_gp: Use every training input as an inducing input (Z = X, not trained): the
             full-GP CVI model of Li et al. for small data.
-        All keyword options of `SVGP` (``mean_module``, ``features``, ``learn_inducing``, ``jitter``,
-        transforms, ``seed``) except ``whiten`` and ``strategy`` (the sites define q).
+        options: All keyword options of `SVGP` (``mean_module``, ``features``, ``learn_inducing``,
+            ``jitter``, transforms, ``seed``) except ``whiten`` and ``strategy`` (the sites define q).
 
     Attributes:
         point_sites: The per-datum sites (inputs, α, β) of the last full-data E-step (a
@@ -92,13 +94,6 @@ class DualSVGP(SVGP):
             weights = None if sites.weights is None else fn(sites.weights)
             self.point_sites = PointSites(fn(sites.inputs), fn(sites.alpha), fn(sites.beta), weights)
         return result
-
-    @property
-    def default_recipe(self) -> str:  # type: ignore[override]
-        """ "collapsed" for a Gaussian likelihood while N·M ≤ `COLLAPSED_MAX_SIZE` (the sites are exact for
-        every θ: L-BFGS on the collapsed bound), else "cvi" (E-steps on the sites, Adam M-steps)."""
-        small = self.num_data * self.features.num_inducing <= COLLAPSED_MAX_SIZE
-        return "collapsed" if self.is_gaussian and small else "cvi"
 
     # -- the sites --------------------------------------------------------------------------------
     @property

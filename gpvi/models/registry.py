@@ -85,6 +85,7 @@ class ModelEntry:
         return dict(self.defaults.get(use, {}))
 
 
+#: The registered models by name (`register_model` adds one; `get_model` reads one).
 MODELS: dict[str, ModelEntry] = {}
 
 

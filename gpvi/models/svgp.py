@@ -20,9 +20,8 @@ import torch
 from botorch.models.transforms.input import InputTransform
 from botorch.models.transforms.outcome import OutcomeTransform
 from botorch.utils.types import DEFAULT, _DefaultType
-from gpytorch.constraints import GreaterThan
-from gpytorch.kernels import Kernel, MaternKernel, ScaleKernel
-from gpytorch.likelihoods import GaussianLikelihood, Likelihood
+from gpytorch.kernels import Kernel
+from gpytorch.likelihoods import Likelihood
 from gpytorch.means import ConstantMean, Mean
 from torch import Tensor
 
@@ -31,7 +30,8 @@ from gpvi.features.base import InducingFeatures
 from gpvi.features.points import InducingPoints
 from gpvi.features.selection import select_inducing_points
 from gpvi.models.base import VariationalGPModel
-from gpvi.models.data import TrainingData, prepare_training_data
+from gpvi.models.data import TrainingData, is_gaussian, prepare_training_data
+from gpvi.models.priors import default_kernel, singletaskgp_modules
 from gpvi.models.registry import ModelEntry, register_model
 from gpvi.variational.base import PosteriorStrategy
 from gpvi.variational.svgp import WhitenedSVGPStrategy
@@ -59,12 +59,14 @@ class SVGP(VariationalGPModel):
         train_X: `n x d` training inputs (float64 recommended).
         train_Y: `n x m` training targets; m > 1 gives m independent outputs. For
             `SoftmaxLikelihood`, an `n x 1` tensor of class labels (one latent GP per class).
-        likelihood: A gpytorch likelihood (default `GaussianLikelihood`, one noise per output, at
-            least `MIN_NOISE` = 1e-4 of the standardised targets' variance, as BoTorch's floor).
+        likelihood: A gpytorch likelihood (default SingleTaskGP's: `GaussianLikelihood`, one noise
+            per output, LogNormal(−4, 1) prior, at least `MIN_NOISE` = 1e-4 of the standardised
+            targets' variance).
         num_inducing: M, the number of inducing points (capped at n: M >= n gives Z = X).
         inducing: "kmeans", "greedy" (greedy variance reduction) or an `M x d` tensor.
-        kernel: A gpytorch kernel (default `ScaleKernel(MaternKernel(2.5, ard_num_dims=d))`,
-            batched over outputs).
+        kernel: A gpytorch kernel (default SingleTaskGP's: RBF, ARD, dimension-scaled lengthscale
+            prior, batched over outputs; in a `ScaleKernel` for non-Gaussian likelihoods; see
+            `gpvi.models.priors.default_kernel`).
         mean_module: A gpytorch mean (default `ConstantMean`).
         features: `InducingFeatures` to use instead of inducing points chosen by ``inducing``.
         strategy: The posterior: a `PosteriorStrategy` class (built on the features with
@@ -114,13 +116,11 @@ class SVGP(VariationalGPModel):
         )
         batch, d = data.latent_batch, data.X.shape[-1]
         if kernel is None:
-            kernel = ScaleKernel(MaternKernel(nu=2.5, ard_num_dims=d, batch_shape=batch), batch_shape=batch)
-            kernel.base_kernel.lengthscale = 0.5 * d**0.5 * spread(data.X_model)
+            kernel = default_kernel(data.X_model, gaussian=is_gaussian(likelihood), batch_shape=batch)
         if mean_module is None:
             mean_module = ConstantMean(batch_shape=batch)
         if likelihood is None:
-            likelihood = GaussianLikelihood(batch_shape=batch, noise_constraint=GreaterThan(MIN_NOISE))
-            likelihood.noise = 0.1
+            _, likelihood = singletaskgp_modules(d, batch_shape=batch, dtype=data.X.dtype)
         strategy = self._build_strategy(
             data, strategy, features, kernel, num_inducing, inducing, learn_inducing, whiten, jitter, seed
         )

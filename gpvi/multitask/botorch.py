@@ -1,6 +1,6 @@
 """A MagmaClust prior for a new task as a BoTorch model: a Gaussian-mixture posterior sampled cluster first.
 
-    prior = MagmaClust(past_tasks, 3).fit()                     # learned from related tasks
+    prior = MagmaClust(past_tasks, 3); prior.fit()              # learned from related tasks
     model = MagmaClustTaskModel(prior, train_X, train_Y)        # the new task's few observations
     model.posterior(X)                                           # MixturePosterior: mean, variance, rsample
 
@@ -36,10 +36,12 @@ class MixturePosterior(Posterior):
 
     @property
     def device(self) -> torch.device:
+        """The device of the component means."""
         return self.means.device
 
     @property
     def dtype(self) -> torch.dtype:
+        """The dtype of the component means."""
         return self.means.dtype
 
     @property
@@ -61,10 +63,12 @@ class MixturePosterior(Posterior):
 
     @property
     def base_sample_shape(self) -> torch.Size:
+        """`(*b) x (q + 1) x 1`: one normal draw picks the cluster, q more draw the Gaussian."""
         return torch.Size([*self.means.shape[:-2], self.means.shape[-1] + 1, 1])
 
     @property
     def batch_range(self) -> tuple[int, int]:
+        """The t-batch dimensions of the base samples (all but the last two)."""
         return (0, -2)
 
     def _extended_shape(self, sample_shape: torch.Size = torch.Size()) -> torch.Size:  # noqa: B008
@@ -88,6 +92,7 @@ class MixturePosterior(Posterior):
         return mean.unsqueeze(-1) + root @ base_samples[..., 1:, :]
 
     def rsample(self, sample_shape: torch.Size | None = None) -> Tensor:
+        """Draws `sample_shape x (*b) x q x 1` from fresh standard-normal base samples."""
         sample_shape = torch.Size() if sample_shape is None else torch.Size(sample_shape)
         base = torch.randn(*sample_shape, *self.base_sample_shape, dtype=self.dtype, device=self.device)
         return self.rsample_from_base_samples(sample_shape, base)
@@ -134,6 +139,7 @@ class MagmaClustTaskModel(Model):
 
     @property
     def batch_shape(self) -> torch.Size:
+        """Empty: the model is not batched."""
         return torch.Size()
 
     @property

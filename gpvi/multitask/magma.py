@@ -423,6 +423,10 @@ class MagmaClust(torch.nn.Module):
         M-step (q frozen; see `m_step`), which needs many more iterations. Stops ("converged") when
         |ΔELBO| / |ELBO| <= ``tol``, or after ``max_iter`` iterations ("max_steps"); the history's
         ELBO column is non-decreasing (asserted in the tests). Also kept as ``self.history``.
+
+        ``progress``: a bar over the EM iterations with the ELBO ("Magma" / "MagmaClust K=3"): True,
+        False, or None for `gpvi.progress.show_progress`'s rule (a terminal or Jupyter, never under
+        pytest; ``GPVI_PROGRESS=0``/``1`` decides where the caller does not).
         """
         for name, value in (("max_iter", max_iter), ("m_step_iter", m_step_iter)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -434,7 +438,7 @@ class MagmaClust(torch.nn.Module):
         self.initialize_responsibilities()
         loop = StepLoop(
             max_iter,
-            desc=f"MagmaClust K={self.num_clusters}",
+            desc="Magma" if isinstance(self, Magma) else f"MagmaClust K={self.num_clusters}",
             progress=progress,
             early_stopping=RelativeChange(tol),
         )

@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from gpvi.progress import progress_bar, show_progress
+from gpvi.progress import bar_delay, progress_bar, show_progress
 from gpvi.studies.kinds import Emit, get_kind
 from gpvi.studies.spec import StudySpec, load_spec
 from gpvi.studies.store import Run, Store
@@ -67,7 +67,14 @@ def run_study(
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
 ) -> StudyOutcome:
-    """Run (or resume) every unfinished run of a study; see the module docstring."""
+    """Run (or resume) every unfinished run of a study; see the module docstring.
+
+    ``progress``: a bar over the study's runs (done / total, the runs done earlier included), moved
+    as each run ends, with the evaluations stored and the failures so far; with any executor. True,
+    False, or None for `gpvi.progress.show_progress`'s rule (a terminal or Jupyter, never under
+    pytest; ``GPVI_PROGRESS=0``/``1`` where not given). ``log`` receives a line per finished run
+    when no bar is drawn (default: stderr).
+    """
     spec = study if isinstance(study, StudySpec) else load_spec(study)
     if db is None:
         if isinstance(study, StudySpec):
@@ -98,7 +105,7 @@ def run_study(
             return _task(spec, r, problems[r.problem], methods[r.method], store, threads, workers, expected[r.problem])
 
         tasks = [task_of(r) for r in runs]
-        driver = _Driver(store, spec, tasks, log, progress)
+        driver = _Driver(store, spec, tasks, log, progress, skipped)
         if not tasks:
             log(f"{spec.name}: all {skipped} runs are done.")
         elif executor == "dask":
@@ -116,16 +123,26 @@ def run_study(
 
 # -- the driver: the only writer --------------------------------------------------------------
 class _Driver:
-    def __init__(self, store: Store, spec: StudySpec, tasks: list[dict], log: Callable, progress: bool | None):
+    def __init__(
+        self,
+        store: Store,
+        spec: StudySpec,
+        tasks: list[dict],
+        log: Callable,
+        progress: bool | None,
+        skipped: int = 0,
+    ):
         self.store, self.spec, self.log = store, spec, log
         self.labels = {
             t["run_id"]: f"{t['problem']['label']} / {t['method']['name']} / seed {t['seed']}" for t in tasks
         }
         self.remaining = {t["run_id"] for t in tasks}
-        total = sum(t["expected"] - len(t["evaluations"]) for t in tasks)
-        self.bar = progress_bar(total, show_progress(progress), desc=f"study {spec.name}")
-        self.done = self.failed = 0
+        self.done = self.failed = self.evaluations = 0
         self.last: dict[int, dict] = {}
+        show = show_progress(progress) and bool(tasks)  # runs done / all the study's runs, earlier ones included
+        self.bar = progress_bar(
+            skipped + len(tasks), show, f"study {spec.name}", delay=bar_delay(progress), unit="run", initial=skipped
+        )
 
     def started(self, run_id: int) -> None:
         self.store.mark(run_id, "running")
@@ -136,14 +153,24 @@ class _Driver:
             rows, checkpoint = message[2], message[3]
             self.store.add_evaluations(run_id, rows, checkpoint)
             self.last[run_id] = rows[-1]
-            if self.bar is not None:
-                self.bar.update(len(rows))
+            self.evaluations += len(rows)
+            self._show(0)
         elif kind == "metrics":
             self.store.add_metrics(run_id, message[2])
         elif kind == "start":
             self.started(run_id)
         elif kind == "end":
             self._end(run_id, message[2])
+
+    def _show(self, runs_ended: int) -> None:
+        """Move the bar by ``runs_ended`` runs and refresh its counts (drawn once the bar's delay passed)."""
+        if self.bar is None:
+            return
+        counts = {"evaluations": self.evaluations} if self.evaluations else {}
+        if self.failed:
+            counts["failed"] = self.failed
+        self.bar.set_postfix(counts, refresh=False)
+        self.bar.update(runs_ended)
 
     def _end(self, run_id: int, error: str | None) -> None:
         self.remaining.discard(run_id)
@@ -163,6 +190,7 @@ class _Driver:
             self.failed += 1
             last_line = error.strip().splitlines()[-1] if error.strip() else "unknown error"
             self.write(f"FAILED {label}: {last_line} (traceback stored; `gpvi study report` lists it)")
+        self._show(1)
 
     def write(self, line: str) -> None:
         if self.bar is not None:

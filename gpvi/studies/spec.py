@@ -55,6 +55,7 @@ class StudySpec:
     text: str = ""
 
     def run_keys(self) -> list[RunKey]:
+        """One `RunKey` per (problem, method, seed), problems outermost."""
         return [RunKey(p.label, m.name, s) for p in self.problems for m in self.methods for s in self.seeds]
 
 

@@ -108,6 +108,7 @@ class Store:
         self._db.executescript(SCHEMA)
 
     def close(self) -> None:
+        """Close the database connection (also done on leaving ``with Store(path) as store:``)."""
         self._db.close()
 
     def __enter__(self) -> Store:
@@ -118,6 +119,7 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``): committed on leaving the block, rolled back on an error."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
@@ -128,10 +130,12 @@ class Store:
 
     # -- meta -------------------------------------------------------------------------------------
     def set_meta(self, **values: str) -> None:
+        """Store key/value strings of the study (e.g. its spec), replacing existing keys."""
         with self.transaction() as db:
             db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(values.items()))
 
     def meta(self) -> dict[str, str]:
+        """The key/value strings stored by `set_meta`."""
         return {r["key"]: r["value"] for r in self._db.execute("SELECT key, value FROM meta")}
 
     # -- runs -------------------------------------------------------------------------------------
@@ -148,6 +152,7 @@ class Store:
             )
 
     def runs(self, study: str | None = None, status: str | None = None) -> list[Run]:
+        """The runs (of ``study``, with ``status``, when given), in run-id order."""
         sql, args = "SELECT * FROM runs WHERE 1=1", []
         if study is not None:
             sql, args = sql + " AND study = ?", [*args, study]
@@ -207,6 +212,7 @@ class Store:
                 )
 
     def evaluations(self, run_id: int) -> list[dict]:
+        """The stored evaluations of run ``run_id`` in order, one dict per row (``x`` decoded from JSON)."""
         rows = self._db.execute("SELECT * FROM evaluations WHERE run_id = ? ORDER BY idx", (run_id,)).fetchall()
         out = []
         for r in rows:
@@ -216,17 +222,20 @@ class Store:
         return out
 
     def state(self, run_id: int) -> tuple[int, bytes] | None:
+        """(iteration, checkpoint bytes) last stored for run ``run_id``, or None."""
         row = self._db.execute("SELECT iteration, state FROM run_state WHERE run_id = ?", (run_id,)).fetchone()
         return None if row is None else (row["iteration"], row["state"])
 
     # -- metrics ----------------------------------------------------------------------------------
     def add_metrics(self, run_id: int, values: dict[str, float]) -> None:
+        """Store named metric values of run ``run_id`` (replacing values of the same names)."""
         with self.transaction() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO metrics VALUES (?, ?, ?)", [(run_id, k, _num(v)) for k, v in values.items()]
             )
 
     def metrics(self, run_id: int) -> dict[str, float]:
+        """The metrics stored for run ``run_id``, by name."""
         rows = self._db.execute("SELECT name, value FROM metrics WHERE run_id = ?", (run_id,))
         return {r["name"]: r["value"] for r in rows}
 

@@ -186,6 +186,7 @@ class InducingStrategy(PosteriorStrategy):
 
     @property
     def jitter_val(self) -> float:
+        """The jitter added to Kuu's diagonal: the one given, else 1e-6 in float64 and 1e-4 in float32."""
         return default_jitter(self._dtype) if self._jitter_val is None else self._jitter_val
 
     @jitter_val.setter

@@ -41,6 +41,7 @@ class DualSites(_VariationalDistribution):
 
     @property
     def sites(self) -> GaussianSites:
+        """The buffers as `GaussianSites` (η, H); they share the buffers' memory."""
         return GaussianSites(self.eta, self.prec)
 
     @torch.no_grad()
@@ -50,6 +51,7 @@ class DualSites(_VariationalDistribution):
         self.prec.copy_(sites.prec.expand_as(self.prec))
 
     def forward(self) -> MultivariateNormal:
+        """Always raises `RuntimeError`: the sites define q(u) only with Kuu (use the strategy's `whitened_q`)."""
         raise RuntimeError("DualSites define q(u) only together with Kuu: use the strategy's `whitened_q(L)`.")
 
     def initialize_variational_distribution(self, prior_dist: MultivariateNormal) -> None:
@@ -96,6 +98,7 @@ class DualSVGPStrategy(WhitenedSVGPStrategy):
 
     @property
     def dual_sites(self) -> DualSites:
+        """The `DualSites` buffers (the strategy's variational distribution)."""
         return self._variational_distribution
 
     def sites(self) -> GaussianSites:
@@ -113,7 +116,9 @@ class DualSVGPStrategy(WhitenedSVGPStrategy):
         memo = self.__dict__.get("_memo")
         if memo is not None and memo.get("q_for") is chol_Kuu:
             return memo["q"]
-        q = self.dual_sites.sites.whiten(chol_Kuu).whitened_posterior()
+        q = self.held_q(chol_Kuu)
+        if q is None:
+            q = self.dual_sites.sites.whiten(chol_Kuu).whitened_posterior()
         if memo is not None:
             memo["q_for"], memo["q"] = chol_Kuu, q
         return q

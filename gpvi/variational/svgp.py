@@ -27,7 +27,9 @@ terms are detached from the hyperparameters. Nothing is cached in train mode.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import torch
@@ -37,9 +39,10 @@ from gpytorch.variational.variational_strategy import ComputePredictiveUpdates
 from linear_operator.operators import DiagLinearOperator, MatmulLinearOperator, SumLinearOperator
 from torch import Tensor
 
+from gpvi.core.kernels import prior_covariance
 from gpvi.core.linalg import cholesky, eye_like, symmetrize, tri_solve
 from gpvi.core.objectives import kl_whitened
-from gpvi.core.sites import GaussianSites
+from gpvi.core.sites import GaussianSites, PointSites
 from gpvi.features.base import InducingFeatures
 from gpvi.features.points import InducingPoints
 from gpvi.variational.base import InducingMarginals, InducingStrategy
@@ -67,6 +70,7 @@ class FixedGaussian(_VariationalDistribution):
         self.register_buffer("chol_variational_covar", scale_tril)
 
     def forward(self) -> MultivariateNormal:
+        """q(v) = N(mean, scale_tril scale_trilᵀ)."""
         tril = self.chol_variational_covar
         return MultivariateNormal(self.variational_mean, tril @ tril.mT)
 
@@ -132,7 +136,7 @@ class WhitenedSVGPStrategy(InducingStrategy):
 
     def kl_divergence(self) -> Tensor:
         """KL[q(v) ‖ N(0, I)] = KL[q(u) ‖ p(u)] in closed form, (*b,)."""
-        if self.whiten:
+        if self.whiten and self.__dict__.get("_held_sites") is None:  # q is its parameters: no Kuu needed
             return kl_whitened(*self.q_parameters())
         return kl_whitened(*self.whitened_q(self.whitened_terms().chol_Kuu))
 
@@ -185,11 +189,48 @@ class WhitenedSVGPStrategy(InducingStrategy):
 
     def whitened_q(self, chol_Kuu: Tensor) -> tuple[Tensor, Tensor]:
         """(m, S^{1/2}) of q(v) whatever the parameterisation: raw, or L⁻¹ times the u-space ones."""
+        held = self.held_q(chol_Kuu)
+        if held is not None:
+            return held
         mean, tril = self.q_parameters()
         if self.whiten:
             return mean, tril
         mean = tri_solve(chol_Kuu, mean.unsqueeze(-1)).squeeze(-1)
         return mean, tri_solve(chol_Kuu, tril)
+
+    # -- q held as per-datum sites (the M-step of "cvi-em") ----------------------------------------
+    def held_q(self, chol_Kuu: Tensor) -> tuple[Tensor, Tensor] | None:
+        """q(v) rebuilt at the current θ from the sites of `holding`, or None outside it:
+        q(v) ∝ N(v; 0, I) Π_n exp(α_n a_nᵀv − ½ β_n (a_nᵀv)²), a_n = L⁻¹ k(Z, x_n). Cost O(N M² + M³)."""
+        held = self.__dict__.get("_held_sites")
+        return None if held is None else self.held_q_at(held, chol_Kuu)
+
+    @contextlib.contextmanager
+    def holding(self, sites: PointSites, *, write: bool = True) -> Iterator[None]:
+        """Inside, q is the one the per-datum ``sites`` (on f_n − μ₀(x_n)) give at the current θ
+        (`held_q`), not the stored q; on leaving, the stored q is set to it at the θ reached
+        (``write=False``: left alone; holds nest).
+
+        The M-step of `gpvi.fit`'s "cvi-em" recipe. With a Gaussian likelihood the per-datum sites
+        are exact for every θ, so the ELBO inside is the collapsed bound; with others they move
+        little with θ, while a stored (m, S) or u-space q held fixed lets EM creep along the ridge
+        where the outputscale and q trade off.
+        """
+        previous = self.__dict__.get("_held_sites")
+        self.__dict__["_held_sites"] = sites
+        try:
+            yield
+        finally:
+            self.__dict__["_held_sites"] = previous
+        if write:
+            with torch.no_grad():
+                L = self.chol_Kuu()
+                self.set_q(*self.held_q_at(sites, L), chol_Kuu=L)
+
+    def held_q_at(self, sites: PointSites, chol_Kuu: Tensor) -> tuple[Tensor, Tensor]:
+        """q(v) from per-datum ``sites`` at the factor ``chol_Kuu`` (see `held_q`)."""
+        A = tri_solve(chol_Kuu, self.features.Kuf(self.model.covar_module, sites.inputs))
+        return sites.summed(A).whitened_posterior()
 
     @torch.no_grad()
     def set_q(self, mean: Tensor, scale_tril: Tensor, chol_Kuu: Tensor | None = None) -> None:
@@ -265,7 +306,7 @@ class WhitenedSVGPStrategy(InducingStrategy):
         Kuf = self.features.Kuf(kernel, x)  # (*b, M, N)
         mean = self.model.mean_module(x) + (terms.mean_weights.unsqueeze(-2) @ Kuf).squeeze(-2)
         jitter = DiagLinearOperator(torch.full_like(mean, self.jitter_val))
-        covar = SumLinearOperator(kernel(x), self._predictive_update(terms, Kuf), jitter)
+        covar = SumLinearOperator(prior_covariance(kernel, x), self._predictive_update(terms, Kuf), jitter)
         return MultivariateNormal(mean, covar)
 
     @staticmethod

@@ -43,6 +43,7 @@ import gpvi
 from gpvi.baselines import GPyTorchSVGP, predict_gpytorch_svgp
 from gpvi.data import uci
 from gpvi.metrics import rmse_nlpd
+from gpvi.progress import echo, track
 
 B = 1024
 TOLERANCE = 1e-3
@@ -245,23 +246,25 @@ def main() -> None:
     torch.set_default_dtype(torch.float64)
 
     print("\n".join(HEADER))
-    for name in args.datasets:
-        for split in args.splits:
-            data = uci.load(name, split=split)
-            for M in args.m:
-                runs = {
-                    "gpytorch-adam": _gpytorch_run(data, M, args.budget, args.eval_every, natural=False),
-                    "gpytorch-ngd": _gpytorch_run(data, M, args.budget, args.eval_every, natural=True),
-                    "dual-collapsed": _dual_run(data, M, args.budget),
-                }
-                records = [
-                    dict(data=name, split=split, M=M, method=method, trace=trace, steps=steps, rmse=rmse, nlpd=nlpd)
-                    for method, (trace, steps, rmse, nlpd) in runs.items()
-                ]
-                print("\n".join(table(records, args.budget)), flush=True)
-                if args.out is not None:
-                    with args.out.open("a") as fh:
-                        fh.writelines(json.dumps(r) + "\n" for r in records)
+    cells = [(name, split, M) for name in args.datasets for split in args.splits for M in args.m]
+    loaded = None
+    for name, split, M in track(cells, "(data, split, M)"):  # a bar on stderr (`gpvi.progress`'s rule)
+        if loaded is None or loaded[0] != (name, split):
+            loaded = ((name, split), uci.load(name, split=split))
+        data = loaded[1]
+        runs = {
+            "gpytorch-adam": _gpytorch_run(data, M, args.budget, args.eval_every, natural=False),
+            "gpytorch-ngd": _gpytorch_run(data, M, args.budget, args.eval_every, natural=True),
+            "dual-collapsed": _dual_run(data, M, args.budget),
+        }
+        records = [
+            dict(data=name, split=split, M=M, method=method, trace=trace, steps=steps, rmse=rmse, nlpd=nlpd)
+            for method, (trace, steps, rmse, nlpd) in runs.items()
+        ]
+        echo("\n".join(table(records, args.budget)))
+        if args.out is not None:
+            with args.out.open("a") as fh:
+                fh.writelines(json.dumps(r) + "\n" for r in records)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import torch
 
 from gpvi.data import MultiTaskData, fertility, simulate_multitask
 from gpvi.multitask import Magma, MagmaClust, select_num_clusters
+from gpvi.progress import echo, track
 
 SCENARIOS = {
     "Hoo": dict(shared_mean_hp=True, shared_task_hp=True, common_grid=True),
@@ -98,11 +99,11 @@ def simulated(num_datasets: int, max_iter: int, scenarios: list[str]) -> None:
         "cover MagmaClust | cover Magma | cover GP | fit s (MagmaClust) |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for name in scenarios:
+    for name in track(scenarios, "scenarios"):  # bars on stderr (`gpvi.progress`'s rule; GPVI_PROGRESS=0: none)
         options = SCENARIOS[name]
         rows = []
         hyp = name.split("-")[0]
-        for seed in range(num_datasets):
+        for seed in track(range(num_datasets), f"{name}: data sets"):
             data = simulate_multitask(60, 3, 30, seed=1000 + seed, **options)
             train, test = data.subset(range(50)), data.subset(range(50, 60))
             start = time.perf_counter()
@@ -118,10 +119,7 @@ def simulated(num_datasets: int, max_iter: int, scenarios: list[str]) -> None:
         cols = list(zip(*rows, strict=True))
         fmt = [f"{statistics.mean(c):.3f} ({statistics.stdev(c) if len(c) > 1 else 0:.3f})" for c in cols]
         ari_c, ari_k, mse_c, cov_c, mse_m, cov_m, mse_g, cov_g, fit_s = fmt
-        print(
-            f"| {name} | {ari_c} | {ari_k} | {mse_c} | {mse_m} | {mse_g} | {cov_c} | {cov_m} | {cov_g} | {fit_s} |",
-            flush=True,
-        )
+        echo(f"| {name} | {ari_c} | {ari_k} | {mse_c} | {mse_m} | {mse_g} | {cov_c} | {cov_m} | {cov_g} | {fit_s} |")
 
 
 def fertility_study(seed: int, max_iter: int, candidates: list[int]) -> None:
@@ -157,15 +155,14 @@ def fertility_study(seed: int, max_iter: int, candidates: list[int]) -> None:
 def speed(sizes: list[int], max_iter: int) -> None:
     print("| tasks | points | union grid N | VEM iterations | fit s | s / iteration |")
     print("|---|---|---|---|---|---|")
-    for M in sizes:
+    for M in track(sizes, "sizes"):
         data = simulate_multitask(M, 3, 30, common_grid=False, seed=7)
         model = MagmaClust(data, 3)
         history = model.fit(max_iter=max_iter, progress=False)
         iters = history.num_steps
-        print(
+        echo(
             f"| {M} | {M * 30} | {model.data.grid.shape[0]} | {iters} | {history.wall_time:.1f} | "
-            f"{history.wall_time / iters:.2f} |",
-            flush=True,
+            f"{history.wall_time / iters:.2f} |"
         )
 
 
@@ -196,7 +193,7 @@ def transfer(num_tasks: int, budget: int, max_iter: int) -> None:
     grid = torch.linspace(0, 1, 2001, dtype=torch.float64).unsqueeze(-1)
     bounds = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
     regrets = {"magmaclust": [], "singletaskgp": []}
-    for t in range(num_tasks):
+    for t in track(range(num_tasks), "new tasks"):
         f = _family(t % 3, gen)
         best = float(f(grid).max())
         for name, factory in (("magmaclust", MagmaClustFactory(prior)), ("singletaskgp", "singletaskgp")):

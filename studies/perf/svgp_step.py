@@ -85,9 +85,16 @@ def _set_common(kernel, mean_module, likelihood, init: dict[str, torch.Tensor]) 
 
 
 def build_gpvi(X, y, Z, init):
+    import gpytorch
+    from gpytorch.constraints import GreaterThan
+
     import gpvi
 
-    model = gpvi.SVGP(X, y, num_inducing=Z.shape[0], inducing=Z)
+    # the modules the peers are given (Matérn-5/2 ARD + outputscale, noise > 1e-6, no priors), not gpvi's
+    # SingleTaskGP defaults: the benchmark times one step of the same model
+    kernel = gpytorch.kernels.ScaleKernel(gpytorch.kernels.MaternKernel(nu=2.5, ard_num_dims=X.shape[-1]))
+    likelihood = gpytorch.likelihoods.GaussianLikelihood(noise_constraint=GreaterThan(1e-6))
+    model = gpvi.SVGP(X, y, likelihood.to(DTYPE), num_inducing=Z.shape[0], inducing=Z, kernel=kernel.to(DTYPE))
     _set_common(model.model.covar_module, model.model.mean_module, model.likelihood, init)
     model.strategy.set_q(init["q_mean"], init["q_chol"])
     return model
@@ -100,7 +107,7 @@ def build_gpytorch(X, y, Z, init):
     from gpvi.baselines import GPyTorchSVGP
 
     model = GPyTorchSVGP(Z.clone().to(DTYPE))
-    # the same noise parameterisation as gpvi's default likelihood (lower bound 1e-6)
+    # the same noise parameterisation as the gpvi model's likelihood (lower bound 1e-6)
     likelihood = gpytorch.likelihoods.GaussianLikelihood(noise_constraint=GreaterThan(1e-6)).to(DTYPE)
     _set_common(model.covar_module, model.mean_module, likelihood, init)
     with torch.no_grad():

@@ -25,6 +25,15 @@ from gpytorch.mlls import ExactMarginalLogLikelihood
 
 import gpvi
 
+try:  # bars on stderr (`gpvi.progress`'s rule; GPVI_PROGRESS=0: none)
+    from gpvi.progress import echo, track
+except ImportError:  # another checkout (PYTHONPATH) from before the helpers: no bars
+
+    def track(iterable, desc):
+        return iterable
+
+    echo = print
+
 
 def truth(X: torch.Tensor) -> torch.Tensor:
     return torch.sin(6 * X[:, :1]) * torch.cos(3 * X[:, 1:])
@@ -60,7 +69,7 @@ def scale_table() -> None:
     Xt = torch.rand(500, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     print("| a·y + b | SVGP default fit | SVGP collapsed | SingleTaskGP |")
     print("|---|---|---|---|")
-    for a, b in [(1.0, 0.0), (1.0, 10.0), (100.0, 1000.0), (1e-3, 0.0), (1e4, -1e6)]:
+    for a, b in track([(1.0, 0.0), (1.0, 10.0), (100.0, 1000.0), (1e-3, 0.0), (1e4, -1e6)], "scales"):
         Ys, Yts = a * Y + b, a * truth(Xt) + b
         cells = []
         for train in (lambda m: gpvi.fit(m), lambda m: gpvi.fit(m, objective="collapsed")):
@@ -69,7 +78,7 @@ def scale_table() -> None:
         gp = SingleTaskGP(X, Ys)
         fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp))
         cells.append(f"{relative_rmse(gp, Xt, Yts):.3f}")
-        print(f"| {a:g}·y + {b:g} | " + " | ".join(cells) + " |")
+        echo(f"| {a:g}·y + {b:g} | " + " | ".join(cells) + " |")
 
 
 def noise_free_table() -> None:
@@ -81,7 +90,7 @@ def noise_free_table() -> None:
         ("DualSVGP, default", gpvi.DualSVGP, lambda m: gpvi.fit(m)),
     ]
     for label, cls, train in cases:
-        for n, M in [(100, 32), (500, 128), (300, 300)]:
+        for n, M in track([(100, 32), (500, 128), (300, 300)], f"{label}: (n, M)"):
             outcomes, rmses, start = [], [], time.perf_counter()
             for seed in range(6):
                 X, Y = data(n, seed, 0.0)
@@ -94,7 +103,7 @@ def noise_free_table() -> None:
             failures = sorted({o for o in outcomes if o != "ok"})
             note = f" ({', '.join(failures)})" if failures else ""
             seconds = (time.perf_counter() - start) / 6
-            print(f"| {label} | {n} | {M} | {outcomes.count('ok')}/6{note} | {median} | {seconds:.1f} |")
+            echo(f"| {label} | {n} | {M} | {outcomes.count('ok')}/6{note} | {median} | {seconds:.1f} |")
 
 
 if __name__ == "__main__":

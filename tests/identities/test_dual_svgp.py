@@ -10,10 +10,9 @@ from gpytorch.mlls import VariationalELBO
 from torch.testing import assert_close
 
 import gpvi
-from gpvi import DualSVGP
 from gpvi.baselines import GPyTorchSVGP
 from gpvi.core import ExpPoissonLikelihood, GaussianSites
-from tests.helpers import exact_gp, toy_data
+from tests.helpers import SVGP, DualSVGP, exact_gp, toy_data
 
 DT = torch.float64
 
@@ -98,7 +97,7 @@ def test_sites_in_u_space_are_exact_under_outputscale_changes():
     X, f, g = _sparse_data()
     Y = (f + 0.1 * torch.randn(50, generator=g, dtype=DT)).unsqueeze(-1)
     dual = DualSVGP(X, Y, outcome_transform=None, num_inducing=9)
-    plain = gpvi.SVGP(X, Y, outcome_transform=None, num_inducing=9)
+    plain = SVGP(X, Y, outcome_transform=None, num_inducing=9)
     plain.load_state_dict(
         {k: v for k, v in dual.state_dict().items() if "variational_strategy._variational" not in k}, strict=False
     )
@@ -325,14 +324,14 @@ def test_update_absorbs_points_and_bad_options_are_named():
     assert_close(model.elbo().elbo, model.collapsed_elbo() + model.log_prior(), rtol=1e-9, atol=0)
     with pytest.raises(TypeError, match="gpvi.fit"):
         model.update(torch.tensor([[0.5]], dtype=DT), torch.tensor([[0.1]], dtype=DT), max_steps=5)
-    with pytest.raises(ValueError, match="objective"):
-        gpvi.fit(gpvi.SVGP(X, Y, num_inducing=5), objective="ep")
+    with pytest.raises(ValueError, match="dual model"):
+        gpvi.fit(SVGP(X, Y, num_inducing=5), objective="ep")
     with pytest.raises(ValueError, match="GaussianLikelihood"):
         gpvi.fit(DualSVGP(X, (Y > 0).to(DT), likelihood=BernoulliLikelihood(), num_inducing=5), objective="collapsed")
     with pytest.raises(TypeError, match="whiten"):
         DualSVGP(X, Y, whiten=False)
     with pytest.raises(ValueError, match="dual model"):
-        gpvi.fit(gpvi.SVGP(X, Y, num_inducing=5), optimizer="cvi")
+        gpvi.fit(SVGP(X, Y, num_inducing=5), optimizer="cvi")
     assert isinstance(model.likelihood, GaussianLikelihood)
 
 

@@ -10,9 +10,8 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from gpvi import SVGP
 from gpvi.core import ep_log_marginal, expected_log_prob_and_grads, sites_from_grads
-from tests.helpers import exact_gp, optimal_svgp_at_data, toy_data
+from tests.helpers import SVGP, exact_gp, optimal_svgp_at_data, toy_data
 
 
 def test_elbo_is_below_lml_before_the_step_and_jitter_bias_is_bounded():

@@ -22,7 +22,7 @@ def _ill_conditioned_model() -> SVGP:
     X = torch.rand(60, 1, generator=g, dtype=torch.float64)
     Y = torch.sin(6 * X) + 1e-3 * torch.randn(60, 1, generator=g, dtype=torch.float64)
     model = SVGP(X, Y, num_inducing=25, learn_inducing=False)
-    model.model.covar_module.base_kernel.lengthscale = 0.4
+    model.model.covar_module.lengthscale = 0.4
     model.likelihood.noise = 1e-4
     model.set_optimal_q()
     return model.eval()

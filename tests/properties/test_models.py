@@ -206,7 +206,7 @@ def test_float32_inputs_far_from_the_origin_keep_positive_variances(model):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         built = MODELS[model](X, Y)
-    built.model.covar_module.base_kernel.lengthscale = 0.1  # where gpvi.fit(recipe="collapsed") takes it
+    built.model.covar_module.lengthscale = 0.1  # where gpvi.fit(recipe="collapsed") takes it
     with torch.no_grad():
         built.set_optimal_q()
     built.eval()

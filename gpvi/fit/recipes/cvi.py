@@ -39,7 +39,8 @@ class CVI(Recipe):
         batch_size: B; default all data when N <= 4096, else 1024.
         lr: Adam's learning rate for the M-steps.
         ngd_step: ρ of the E-steps; default 1.0 for a Gaussian likelihood with full batches, else 0.1.
-        e_steps, m_steps: E-steps and Adam M-steps per step (each on its own minibatch).
+        e_steps: E-steps per step (each on its own minibatch).
+        m_steps: Adam M-steps per step (each on its own minibatch).
         early_stopping: True (`EarlyStopping`'s defaults), False or a rule.
         kl_weight: β multiplying the KL of the ELBO.
         seed: Seed of the minibatch order.
@@ -111,9 +112,9 @@ class CVI(Recipe):
                     for _ in range(self.e_steps):
                         batch = next(batches)
                         model.dual_step(batch.X, batch.Y, step=rho, num_data=N)
-                    for _ in range(max(self.m_steps, 1)):
+                    for m_step in range(max(self.m_steps, 1)):
                         batch = next(batches)
-                        value, parts = self._score(model, batch, N)
+                        value, parts = self._score(model, batch, N, last=m_step == max(self.m_steps, 1) - 1)
                         loop.offer(float(value.detach()))  # the state that scored `value`
                         if adam is not None:
                             adam.zero_grad(set_to_none=True)
@@ -131,10 +132,18 @@ class CVI(Recipe):
             loop.restore_best()
         return loop.result(reason)
 
-    def _score(self, model: Any, batch: Any, N: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _score(
+        self, model: Any, batch: Any, N: int, *, last: bool = True
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The M-step objective on a batch and the parts to record (with the EP-like objective, the
+        batch's ELBO too on the step that is recorded, so `FitResult.final_elbo` has a value)."""
         if self.objective == "ep":
             value = model.ep_objective(batch.X, batch.Y, num_data=N)
-            return value, {"ep": value}
+            if not last:
+                return value, {"ep": value}
+            with torch.no_grad():
+                elbo = model.elbo(batch.X, batch.Y, num_data=N, kl_weight=self.kl_weight, index=batch.index)
+            return value, {"ep": value, **{k: v for k, v in elbo._asdict().items() if k != "log_prior"}}
         parts = model.elbo(batch.X, batch.Y, num_data=N, kl_weight=self.kl_weight, index=batch.index)
         return parts.elbo, {k: v for k, v in parts._asdict().items() if k != "log_prior"}
 

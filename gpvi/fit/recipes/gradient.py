@@ -69,6 +69,7 @@ class Adam(Recipe):
             )
 
     def parameters(self, model: Any) -> list[torch.Tensor]:
+        """The parameters Adam moves: every trainable parameter of ``model`` (q included)."""
         return [p for p in model.parameters() if p.requires_grad]
 
     def score(self, model: Any, batch: Any, N: int) -> Any:
@@ -143,6 +144,7 @@ class NaturalGradient(Adam):
     ngd_step: float | None = None
 
     def parameters(self, model: Any) -> list[torch.Tensor]:
+        """The parameters Adam moves: every trainable one except q's (natural-gradient steps move q)."""
         frozen = {id(p) for p in model.variational_parameters()}
         return [p for p in super().parameters(model) if id(p) not in frozen]
 
