@@ -72,7 +72,7 @@ _FOREIGN = (
 # Python's builtins, and `Tensor` where an annotation names torch's class by its short name.
 _BUILTINS = r"(int|float|str|bool|bytes|dict|list|tuple|set|frozenset|type|object|None|Tensor)"
 # gpvi names that signatures mention but no package exports: a type variable, the study store's row types.
-_GPVI_UNEXPORTED = r"gpvi\.(progress\.T|studies\.store\.(Run|RunKey))"
+_GPVI_UNEXPORTED = r"gpvi\.(progress\.(bars\.)?T|studies\.store\.(Run|RunKey))"
 nitpick_ignore_regex = [
     (r"py:.*", _FOREIGN),
     (r"py:.*", _BUILTINS),

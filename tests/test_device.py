@@ -16,7 +16,8 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 def _paths(device: str) -> dict[str, list[float]]:
-    """Fits, predictions, fantasies, updates, dual recipes, site stores and selection on ``device``."""
+    """Fits (the default recipes, cvi-em, collapsed, ngd, cvi), predictions, class probabilities,
+    fantasies, updates, site stores and selection on ``device``."""
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     X = torch.rand(300, 3, generator=g, dtype=torch.float64)
@@ -32,8 +33,21 @@ def _paths(device: str) -> dict[str, list[float]]:
         model.update(Xt[:4], Y[:4])
         out[recipe] = [result.final_elbo, float(post.mean.sum()), float(fantasy.variance.sum()),
                        float(model.posterior(Xt).mean.sum())]  # fmt: skip
+    default = gpvi.SVGP(X, Y, num_inducing=24)  # the default recipe (collapsed, with its stopping rule)
+    result = gpvi.fit(default, progress=False)
+    out["default"] = [result.final_elbo, float(default.posterior(Xt, observation_noise=True).variance.sum())]
+    for cls in (gpvi.SVGP, gpvi.DualSVGP):  # cvi-em: held per-datum sites, L-BFGS on inducing proxies
+        clf = cls(X[:120], (Y[:120] > 0).double(), likelihood=BernoulliLikelihood(), num_inducing=12)
+        result = gpvi.fit(clf, max_steps=4, progress=False)
+        proba = clf.predict_proba(Xt)
+        assert proba.device.type == device and proba.shape == (20, 1)
+        out[f"cvi-em {cls.__name__}"] = [result.final_elbo, float(proba.sum())]
+    wide = gpvi.SVGP(1e3 * X[:100], Y[:100], num_inducing=10)  # default_kernel's rescaled prior and transform
+    out["rescaled"] = [gpvi.fit(wide, max_steps=15, progress=False).final_elbo]
     dual = gpvi.DualSVGP(X, (Y > 0).double(), likelihood=BernoulliLikelihood(), num_inducing=16)
-    out["dual"] = [gpvi.fit(dual, objective=obj, max_steps=8, progress=False).final_objective for obj in ("elbo", "ep")]
+    out["dual"] = [
+        gpvi.fit(dual, "cvi", objective=obj, max_steps=8, progress=False).final_objective for obj in ("elbo", "ep")
+    ]
     sites = dual.point_sites
     assert sites.inputs.device.type == device
     Kuf = dual.features.Kuf(dual.model.covar_module, sites.inputs)
@@ -45,7 +59,8 @@ def _paths(device: str) -> dict[str, list[float]]:
 def test_the_contract_runs_on_cuda_and_agrees_with_the_cpu():
     cpu, cuda = _paths("cpu"), _paths("cuda")
     for key in cpu:
-        torch.testing.assert_close(torch.tensor(cuda[key]), torch.tensor(cpu[key]), rtol=1e-6, atol=1e-6, msg=key)
+        # L-BFGS paths amplify the devices' different summation orders: 1e-4, not round-off
+        torch.testing.assert_close(torch.tensor(cuda[key]), torch.tensor(cpu[key]), rtol=1e-4, atol=1e-4, msg=key)
 
 
 def test_a_bo_loop_and_magmaclust_run_on_cuda():

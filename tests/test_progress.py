@@ -6,6 +6,7 @@ import io
 import math
 import sys
 import types
+from pathlib import Path
 
 import gpytorch
 import pytest
@@ -13,7 +14,7 @@ import torch
 
 import gpvi
 from gpvi import progress
-from gpvi.progress import FitResult, StepLoop, echo, in_jupyter_kernel, show_progress, track
+from gpvi.progress import FitResult, StepLoop, bars, echo, in_jupyter_kernel, show_progress, track
 
 
 class _Stream(io.StringIO):
@@ -85,8 +86,9 @@ def test_a_bad_environment_value_is_ignored_with_a_warning_and_a_bad_argument_re
     outside_pytest.delenv("PYTEST_CURRENT_TEST")
     outside_pytest.setenv(progress.PROGRESS_ENV_VAR, "sometimes")
     outside_pytest.setattr(sys, "stderr", _Stream(tty=False))
-    with pytest.warns(UserWarning, match="GPVI_PROGRESS='sometimes'"):
+    with pytest.warns(UserWarning, match="GPVI_PROGRESS='sometimes'") as record:
         assert show_progress(None) is False
+    assert record[0].filename == __file__  # the warning points at the caller, outside gpvi
     with pytest.raises(TypeError, match="`progress` must be True, False or None"):
         show_progress("yes")
 
@@ -112,7 +114,7 @@ def test_bars_not_asked_for_wait_for_the_delay(monkeypatch, capsys):
     monkeypatch.setenv(progress.PROGRESS_ENV_VAR, "1")
     _loop_steps(StepLoop(50, desc="short fit"), 50)  # far below BAR_DELAY_S: nothing drawn
     assert capsys.readouterr().err == ""
-    monkeypatch.setattr(progress, "BAR_DELAY_S", 0.0)
+    monkeypatch.setattr(bars, "BAR_DELAY_S", 0.0)  # read where it is defined
     _loop_steps(StepLoop(50, desc="short fit"), 50)
     assert "short fit" in capsys.readouterr().err
 
@@ -243,6 +245,23 @@ def test_plot_draws_the_history_to_png(tmp_path):
 
 
 def test_progress_imports_no_plotting_at_module_level():
-    source = open(progress.__file__, encoding="utf-8").read()
-    top = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
-    assert not any("matplotlib" in line or "gpvi.plots" in line or "tqdm" in line for line in top)
+    files = sorted(Path(progress.__file__).parent.glob("*.py"))
+    assert {f.name for f in files} >= {"__init__.py", "bars.py", "loop.py", "result.py"}
+    for path in files:
+        source = path.read_text(encoding="utf-8")
+        top = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
+        assert not any("matplotlib" in line or "gpvi.plots" in line or "tqdm" in line for line in top), path.name
+
+
+def test_every_name_is_importable_from_the_package():
+    """The package re-exports its modules' names: `from gpvi.progress import X` as before the split."""
+    from gpvi.progress import OBJECTIVE_TITLES, StopReason, T, caller_stacklevel  # noqa: F401
+
+    assert all(hasattr(progress, name) for name in progress.__all__)
+    assert sorted(n for n in vars(progress) if not n.startswith("_") and n not in progress.__all__) == [
+        "StopReason",
+        "T",
+        "bars",
+        "loop",
+        "result",
+    ]

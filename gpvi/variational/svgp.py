@@ -223,9 +223,13 @@ class WhitenedSVGPStrategy(InducingStrategy):
         finally:
             self.__dict__["_held_sites"] = previous
         if write:
-            with torch.no_grad():
-                L = self.chol_Kuu()
-                self.set_q(*self.held_q_at(sites, L), chol_Kuu=L)
+            self.set_q_from_sites(sites)
+
+    @torch.no_grad()
+    def set_q_from_sites(self, sites: PointSites) -> None:
+        """Set q to the one per-datum ``sites`` give at the current θ (`held_q_at`)."""
+        L = self.chol_Kuu()
+        self.set_q(*self.held_q_at(sites, L), chol_Kuu=L)
 
     def held_q_at(self, sites: PointSites, chol_Kuu: Tensor) -> tuple[Tensor, Tensor]:
         """q(v) from per-datum ``sites`` at the factor ``chol_Kuu`` (see `held_q`)."""

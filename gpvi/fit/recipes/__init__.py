@@ -2,6 +2,8 @@
 
 - "adam", "ngd": `gradient` (Adam on the ELBO; natural-gradient steps on q plus Adam);
 - "cvi": `cvi` (E-steps on a dual model's sites, Adam M-steps on the ELBO or the EP-like estimate);
+- "cvi-em": `cvi_em` (variational EM for any likelihood: full-data CVI E-steps, L-BFGS M-steps with
+  the per-datum sites held; the default of non-Gaussian models while the data fit in one pass);
 - "collapsed": `collapsed` (Gaussian likelihood: q exact, L-BFGS on the collapsed bound);
 - "vem": `vem` (a model's own variational EM: MagmaClust).
 

@@ -136,6 +136,9 @@ class CVIEM(Recipe):
                                 max_iter=self.m_iters,
                             )
                             scaled.push()
+                            final = self._refreshed(model) if self._refreshes(model) else self._sites
+                        if self._holds(model):  # q at the θ reached: the one the M-step scored
+                            model.strategy.set_q_from_sites(final)
                     with torch.no_grad():
                         parts = model.elbo(kl_weight=self.kl_weight)
                         value = parts.elbo if self.objective == "elbo" else self._objective(model)
@@ -159,20 +162,28 @@ class CVIEM(Recipe):
 
     def _held(self, model: Any) -> Any:
         """The M-step's context: q rebuilt at θ from the E-step's per-datum sites (`holding`)."""
-        return model.strategy.holding(self._sites) if self._holds(model) else contextlib.nullcontext()
+        return model.strategy.holding(self._sites, write=False) if self._holds(model) else contextlib.nullcontext()
+
+    def _refreshes(self, model: Any) -> bool:
+        return self.refresh_sites and self.objective == "elbo" and self._holds(model)
+
+    def _refreshed(self, model: Any, *, differentiable: bool = False) -> PointSites:
+        """One CVI step (ρ = 1) from the held sites at the current θ: the sites of q(θ) rebuilt from
+        them (inside `holding`); with ``differentiable`` the graph from θ to (α, β) is kept."""
+        _, Y = model.training_data()
+        marginals = model.strategy.marginals(self._sites.inputs)  # q rebuilt at θ from the held sites
+        alpha, beta = batch_sites(
+            model.likelihood, Y, marginals, differentiable=differentiable, num_quadrature=model.num_quadrature
+        )
+        return PointSites(self._sites.inputs, alpha, beta)
 
     def _objective(self, model: Any, scaled: SpreadScaledInducing | None = None) -> torch.Tensor:
         if scaled is not None:
             scaled.push()
         if self.objective == "ep":
             return model.ep_objective() + model.log_prior()
-        if self.refresh_sites and self._holds(model):
-            X, Y = model.training_data()
-            marginals = model.strategy.marginals(self._sites.inputs)  # q rebuilt at θ from the held sites
-            alpha, beta = batch_sites(
-                model.likelihood, Y, marginals, differentiable=True, num_quadrature=model.num_quadrature
-            )
-            with model.strategy.holding(PointSites(self._sites.inputs, alpha, beta), write=False):
+        if self._refreshes(model):  # ELBO(θ, q̃(θ)), q̃ one CVI step from the held sites: a better-coupled M-step
+            with model.strategy.holding(self._refreshed(model, differentiable=True), write=False):
                 return model.elbo(kl_weight=self.kl_weight).elbo
         return model.elbo(kl_weight=self.kl_weight).elbo
 

@@ -1,0 +1,31 @@
+"""Smoke test of `studies/defaults/default_fit.py --quick`: every case prints a row, the defaults converge."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "studies" / "defaults" / "default_fit.py"
+
+
+def test_default_fit_study_quick_prints_a_row_per_case_and_method():
+    from gpvi.data import uci
+
+    if "elevators" not in uci.available():
+        pytest.skip("UCI data not found")
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=SCRIPT.parents[2],
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line.split("|") for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    rows = rows[1:]  # the header
+    assert len(rows) == 3 + 4 + 2, proc.stdout
+    defaults = [row for row in rows if row[2].strip() == "default"]
+    assert len(defaults) == 4 and all(row[4].strip() == "converged" for row in defaults), proc.stdout
