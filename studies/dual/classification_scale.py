@@ -264,6 +264,29 @@ def summary(groups: dict[tuple, list[dict]], budget: float) -> list[str]:
     return lines
 
 
+PEER_HEADER = [
+    "| data | split | peer | peer's best ELBO/N | peer reaches it (s) | dual reaches it (s) | peer ÷ dual |",
+    "|---|---|---|---|---|---|---|",
+]
+
+
+def peer_speedups(groups: dict[tuple, list[dict]], budget: float) -> list[str]:
+    """convergence.py's measure: the time each peer needs to reach its own best ELBO within the budget,
+    and the time the dual default needs to reach that value (inf if it does not within the budget)."""
+    lines = list(PEER_HEADER)
+    for (name, split), records in groups.items():
+        by = {r["method"]: r for r in records}
+        dual = within(by["dual-default"]["trace"], budget)
+        for peer in ("gpytorch-ngd", "gpytorch-adam"):
+            trace = within(by[peer]["trace"], budget)
+            best = max(v for _, v in trace)
+            t_peer = next(t for t, v in trace if v >= best)
+            t_dual = next((t for t, v in dual if v >= best), math.inf)
+            ratio = f"{t_peer / t_dual:.2f}x" if math.isfinite(t_dual) else "<" + f"{t_peer / budget:.2f}x"
+            lines.append(f"| {name} | {split} | {peer} | {best:.5f} | {t_peer:.0f} | {_t(t_dual)} | {ratio} |")
+    return lines
+
+
 def report(records: list[dict], budget: float) -> None:
     groups: dict[tuple, list[dict]] = {}
     for r in records:
@@ -273,6 +296,8 @@ def report(records: list[dict], budget: float) -> None:
         print("\n".join(table(group, budget)))
     print()
     print("\n".join(summary(groups, budget)))
+    print()
+    print("\n".join(peer_speedups(groups, budget)))
 
 
 def main() -> None:
@@ -287,11 +312,11 @@ def main() -> None:
     parser.add_argument("--subsample", type=int, default=None, help="use this many training rows (random)")
     parser.add_argument("--out", type=Path, default=None, help=f"JSON of all traces (default {DEFAULT_OUT.name})")
     parser.add_argument("--quick", action="store_true", help="kin40k split 0, 2000 rows, M = 16, 2 s per method")
-    parser.add_argument("--report", type=Path, default=None, help="only tabulate this JSON file")
+    parser.add_argument("--report", type=Path, nargs="+", default=None, help="only tabulate these JSON files")
     args = parser.parse_args()
     if args.report is not None:
-        saved = json.loads(args.report.read_text())
-        report(saved["records"], saved["budget"])
+        saved = [json.loads(path.read_text()) for path in args.report]
+        report([r for part in saved for r in part["records"]], saved[0]["budget"])
         return
     out = args.out
     if args.quick:
