@@ -14,7 +14,6 @@ gpytorch's default softplus transform, keeping every value and prior.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -68,7 +67,7 @@ def default_kernel(X: Tensor, *, gaussian: bool = True, batch_shape: torch.Size 
     Input columns off the unit cube (which BoTorch warns about) or squeezed into a corner of it
     get the same prior in units of their spread: the prior's location moves by log(s_j) and the
     bound becomes 0.025 s_j, with s_j = std(X_j) / std(U[0, 1]) (`input_scale`), and the raw
-    parameter maps through s_j · softplus (`scaled_softplus`), so optimisers see an O(1) parameter. This is
+    parameter maps through s_j · softplus (`ScaledGreaterThan`), so optimisers see an O(1) parameter. This is
     SingleTaskGP's kernel on those columns rescaled to the unit cube's spread, so inputs 1e-6 or
     1e6 wide fit as well as unit ones; unit-cube inputs get SingleTaskGP's kernel exactly.
 
@@ -87,11 +86,7 @@ def default_kernel(X: Tensor, *, gaussian: bool = True, batch_shape: torch.Size 
             ard_num_dims=d,
             batch_shape=batch_shape,
             lengthscale_prior=prior,
-            lengthscale_constraint=GreaterThan(
-                LENGTHSCALE_FLOOR * factor,
-                transform=functools.partial(scaled_softplus, scale=factor),
-                inv_transform=functools.partial(scaled_inv_softplus, scale=factor),
-            ),
+            lengthscale_constraint=ScaledGreaterThan(LENGTHSCALE_FLOOR * factor, factor),
         ).to(X)
         kernel.lengthscale = prior.mode.expand_as(kernel.lengthscale)
     kernel = kernel.to(device=X.device)
@@ -103,16 +98,23 @@ def default_kernel(X: Tensor, *, gaussian: bool = True, batch_shape: torch.Size 
     return scaled
 
 
-def scaled_softplus(raw: Tensor, scale: Tensor) -> Tensor:
-    """s · softplus(raw): the lengthscale transform of rescaled columns, so the raw parameter stays O(1)
-    whatever the inputs' scale (softplus alone is linear for ℓ ≫ 1: an optimiser's steps in ℓ ~ 1e4
-    units were 1e4 times too short)."""
-    return scale * torch.nn.functional.softplus(raw)
+class ScaledGreaterThan(GreaterThan):
+    """value = s · softplus(raw) + lower_bound, with the scale s a buffer (it follows ``.to()``).
 
+    The lengthscale constraint of rescaled input columns (`default_kernel`): the raw parameter stays
+    O(1) whatever the inputs' scale (softplus alone is linear for ℓ ≫ 1, so an optimiser's steps in
+    ℓ ~ 1e4 units were 1e4 times too short; a 1e4-wide copy of a problem ran to another optimum).
+    """
 
-def scaled_inv_softplus(value: Tensor, scale: Tensor) -> Tensor:
-    """The inverse of `scaled_softplus`."""
-    return inv_softplus(value / scale)
+    def __init__(self, lower_bound: Tensor, scale: Tensor) -> None:
+        super().__init__(lower_bound)
+        self.register_buffer("scale", torch.as_tensor(scale).clone())
+
+    def transform(self, tensor: Tensor) -> Tensor:
+        return self.scale * torch.nn.functional.softplus(tensor) + self.lower_bound
+
+    def inverse_transform(self, transformed_tensor: Tensor) -> Tensor:
+        return inv_softplus((transformed_tensor - self.lower_bound) / self.scale)
 
 
 def input_scale(X: Tensor) -> Tensor:
@@ -170,8 +172,7 @@ __all__ = [
     "UNIT_CUBE_SPREAD",
     "default_kernel",
     "input_scale",
-    "scaled_inv_softplus",
-    "scaled_softplus",
+    "ScaledGreaterThan",
     "singletaskgp_modules",
     "transformed_constraints",
 ]

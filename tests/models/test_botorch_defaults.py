@@ -108,3 +108,14 @@ def test_the_input_scale_does_not_change_the_fit():
         with torch.no_grad():
             means.append(model.posterior(Xs * scale).mean)
     assert (means[0] - means[1]).abs().max() < 1e-3 * Y.std()
+
+
+def test_a_rescaled_kernel_follows_the_model_to_another_dtype():
+    """The rescaled lengthscale constraint keeps its scale in a buffer: `.to(float32)` converts it too."""
+    X, Y, Xs = _problem(30, 2, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = gpvi.SVGP(100 * X, Y, num_inducing=8).to(torch.float32)
+        result = gpvi.fit(model, max_steps=20)
+    assert model.model.covar_module.lengthscale.dtype == torch.float32 and not result.failed
+    assert model.posterior((100 * Xs).float()).mean.dtype == torch.float32
