@@ -57,7 +57,6 @@ from pathlib import Path
 import torch
 from gpytorch.likelihoods import BernoulliLikelihood
 from gpytorch.mlls import VariationalELBO
-from gpytorch.optim import NGD
 
 import gpvi
 from gpvi.baselines import GPyTorchSVGP, predict_gpytorch_svgp
@@ -68,7 +67,7 @@ from gpvi.models.priors import default_kernel
 from gpvi.progress import echo, track
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from convergence import TOLERANCE, B, time_to  # noqa: E402  (the Gaussian benchmark's definitions)
+from convergence import TOLERANCE, time_to, train_gpytorch_svgp  # noqa: E402  (the Gaussian benchmark's)
 
 METHODS = ("dual-default", "gpytorch-ngd", "gpytorch-adam")
 DEFAULT_OUT = Path(__file__).resolve().parent / "classification_scale.json"
@@ -143,12 +142,7 @@ def gpytorch_run(data: dict, Z: torch.Tensor, budget: float, eval_every: float, 
     kernel = default_kernel(X, gaussian=False)
     model = GPyTorchSVGP(Z.clone(), kernel=kernel, natural=natural, learn_inducing_locations=True)
     lik = BernoulliLikelihood().to(X)
-    mll = VariationalELBO(lik, model, num_data=N)
-    variational = {id(p) for p in model.variational_parameters()}
-    hyper = [p for p in [*model.parameters(), *lik.parameters()] if id(p) not in variational or not natural]
-    adam = torch.optim.Adam(list({id(p): p for p in hyper}.values()), lr=0.01)
-    ngd = NGD(list(model.variational_parameters()), num_data=N, lr=0.1) if natural else None
-    gen = torch.Generator().manual_seed(seed)
+    mll = VariationalELBO(lik, model, num_data=N)  # for its registered priors
 
     def full_elbo() -> float:  # the quantity gpvi's parts.elbo is: ELL (gpvi's rule) − KL + log p(θ)
         model.train(), lik.train()
@@ -162,23 +156,8 @@ def gpytorch_run(data: dict, Z: torch.Tensor, budget: float, eval_every: float, 
             log_prior = sum(prior.log_prob(closure(m)).sum() for _, m, prior, closure, _ in mll.named_priors())
             return float(ell - kl + log_prior) / N
 
-    trace, elapsed, next_eval, steps = [(0.0, full_elbo())], 0.0, eval_every, 0
-    while elapsed < budget:
-        start = time.perf_counter()
-        model.train(), lik.train()
-        idx = torch.randint(N, (B,), generator=gen)
-        if ngd is not None:
-            ngd.zero_grad()
-        adam.zero_grad()
-        (-mll(model(X[idx]), y[idx])).backward()
-        if ngd is not None:
-            ngd.step()
-        adam.step()
-        elapsed += time.perf_counter() - start
-        steps += 1
-        if elapsed >= next_eval or elapsed >= budget:
-            trace.append((elapsed, full_elbo()))
-            next_eval += eval_every
+    trace, steps = train_gpytorch_svgp(model, lik, X, y, budget, eval_every, natural, full_elbo, seed)
+    elapsed = trace[-1][0]  # training time: the last trace point is taken when the budget runs out
     mean, var = predict_gpytorch_svgp(model, None, data["test_X"])
     nlpd, acc = test_metrics(mean, var, data["test_y"])
     return dict(

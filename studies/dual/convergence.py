@@ -49,22 +49,17 @@ B = 1024
 TOLERANCE = 1e-3
 
 
-def _gpytorch_run(data, M: int, budget: float, eval_every: float, natural: bool, seed: int = 0):
-    X, y = data.train_X, data.train_Y[:, 0]
+def train_gpytorch_svgp(model, lik, X, y, budget, eval_every, natural, full_elbo, seed=0):
+    """gpytorch's SVGP trained for ``budget`` s of wall time on minibatches of B: Adam (lr 0.01) on
+    everything, or NGD (lr 0.1) on q + Adam on the rest (``natural``); ``full_elbo()`` is traced every
+    ``eval_every`` s of training time (its own time not counted). Returns (trace, steps)."""
     N = X.shape[0]
-    model, lik = GPyTorchSVGP.from_data(X, num_inducing=M, natural=natural)
     mll = VariationalELBO(lik, model, num_data=N)
     variational = {id(p) for p in model.variational_parameters()}
     hyper = [p for p in [*model.parameters(), *lik.parameters()] if id(p) not in variational or not natural]
     adam = torch.optim.Adam(list({id(p): p for p in hyper}.values()), lr=0.01)
     ngd = NGD(list(model.variational_parameters()), num_data=N, lr=0.1) if natural else None
     gen = torch.Generator().manual_seed(seed)
-
-    def full_elbo() -> float:
-        model.train(), lik.train()
-        with torch.no_grad():
-            return float(sum(mll(model(X[c]), y[c]) * c.numel() for c in torch.arange(N).split(8192)) / N)
-
     trace, elapsed, next_eval, steps = [(0.0, full_elbo())], 0.0, eval_every, 0
     while elapsed < budget:
         start = time.perf_counter()
@@ -82,6 +77,21 @@ def _gpytorch_run(data, M: int, budget: float, eval_every: float, natural: bool,
         if elapsed >= next_eval or elapsed >= budget:
             trace.append((elapsed, full_elbo()))
             next_eval += eval_every
+    return trace, steps
+
+
+def _gpytorch_run(data, M: int, budget: float, eval_every: float, natural: bool, seed: int = 0):
+    X, y = data.train_X, data.train_Y[:, 0]
+    N = X.shape[0]
+    model, lik = GPyTorchSVGP.from_data(X, num_inducing=M, natural=natural)
+    mll = VariationalELBO(lik, model, num_data=N)
+
+    def full_elbo() -> float:
+        model.train(), lik.train()
+        with torch.no_grad():
+            return float(sum(mll(model(X[c]), y[c]) * c.numel() for c in torch.arange(N).split(8192)) / N)
+
+    trace, steps = train_gpytorch_svgp(model, lik, X, y, budget, eval_every, natural, full_elbo, seed)
     mean, var = predict_gpytorch_svgp(model, lik, data.test_X)
     rmse, nlpd = rmse_nlpd(mean, var, data.test_Y[:, 0])
     return trace, steps, rmse, nlpd
