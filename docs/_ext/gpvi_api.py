@@ -38,6 +38,7 @@ PACKAGES = (
     "gpvi.data",
     "gpvi.progress",
     "gpvi.metrics",
+    "gpvi.plots",
 )
 
 

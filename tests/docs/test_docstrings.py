@@ -31,6 +31,7 @@ PACKAGES = (
     "gpvi.data",
     "gpvi.progress",
     "gpvi.metrics",
+    "gpvi.plots",
 )
 
 
