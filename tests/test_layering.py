@@ -2,7 +2,7 @@
 
 Floors, bottom-up (a module may import its own floor and those below it):
 
-    0  root helpers: gpvi._validation, gpvi._defaults, gpvi._warnings_filter, gpvi.progress, gpvi.metrics
+    0  root helpers: gpvi._validation, gpvi._defaults, gpvi._state, gpvi._warnings_filter, gpvi.progress, gpvi.metrics
     1  gpvi.core, gpvi.data
     2  gpvi.features
     3  gpvi.variational, gpvi.sequential, gpvi.multitask
@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1] / "gpvi"
 FLOORS = {
     "gpvi._validation": 0,
     "gpvi._defaults": 0,
+    "gpvi._state": 0,
     "gpvi._warnings_filter": 0,
     "gpvi.progress": 0,
     "gpvi.metrics": 0,

@@ -2,7 +2,8 @@
 
 - `base`: the ask/tell base (seeding by (seed, iteration), model refresh, checkpoint/restore/replay);
 - `bo`: Bayesian optimisation (`BayesOpt`);
-- `factories`: how a loop builds, fits and updates its model (from the model registry).
+- `factories`: how a loop builds, fits and updates its model (from the model registry);
+- `streams`: the memory-based dual GP as a BO factory and as a model that learns a stream ("memory-dual").
 """
 
 from gpvi.loops.base import AskTellLoop, ModelHistory, iteration_seed, sobol_design
@@ -18,6 +19,7 @@ from gpvi.loops.factories import (
     SVGPFactory,
     make_factory,
 )
+from gpvi.loops.streams import MemoryDualFactory, StreamedDualSVGP
 
 __all__ = [
     "ACQUISITIONS",
@@ -29,10 +31,12 @@ __all__ = [
     "DualSVGPFactory",
     "GPVIFactory",
     "MagmaClustFactory",
+    "MemoryDualFactory",
     "ModelFactory",
     "ModelHistory",
     "SVGPFactory",
     "SingleTaskGPFactory",
+    "StreamedDualSVGP",
     "iteration_seed",
     "make_factory",
     "sobol_design",

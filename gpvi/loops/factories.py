@@ -231,9 +231,10 @@ class GPVIFactory(ModelFactory):
         return {k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith(keep)}
 
     def update(self, model: Model, X_new: Tensor, Y_new: Tensor) -> Model | None:
-        """Absorb the new points (`model.update`), then a warm refit of ``update_steps`` steps."""
-        model.update(X_new, Y_new)
-        self._train(model, self.update_steps)
+        """Absorb the new points keeping all data (`model.append`), then a warm refit of ``update_steps`` steps."""
+        model.append(X_new, Y_new)
+        if self.update_steps:
+            self._train(model, self.update_steps)
         return model
 
 
@@ -299,6 +300,9 @@ def make_factory(spec: str | ModelFactory | Callable, **options: Any) -> ModelFa
                 return obj(**options)
             return make_factory(obj, **options)
         entry = get_model(spec.lower())
+        own_factory = entry.options_for("bo").get("factory")
+        if own_factory is not None and "bo" in entry.uses:
+            return load_object(own_factory)(**options)
         if "bo" not in entry.uses or entry.trainer == "own":
             raise ValueError(f"Model {spec!r} is not available to the BO loop (uses: {entry.uses}).")
         if entry.trainer == "botorch":

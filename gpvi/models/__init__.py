@@ -6,6 +6,7 @@ from gpvi.models.data import TrainingData, prepare_training_data
 from gpvi.models.dual_svgp import DualSVGP
 from gpvi.models.priors import singletaskgp_modules, transformed_constraints
 from gpvi.models.registry import MODELS, ModelEntry, get_model, model_names, register_model
+from gpvi.models.streaming import StreamState, UpdateSettings
 from gpvi.models.svgp import SVGP
 
 __all__ = [
@@ -13,7 +14,9 @@ __all__ = [
     "SVGP",
     "DualSVGP",
     "ModelEntry",
+    "StreamState",
     "TrainingData",
+    "UpdateSettings",
     "VariationalGPModel",
     "VariationalGPModule",
     "get_model",

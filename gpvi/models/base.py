@@ -376,7 +376,7 @@ class VariationalGPModel(ApproximateGPyTorchModel, FantasizeMixin):
             raise TypeError(
                 f"{type(self).__name__}.condition_on_observations got unexpected option(s) {sorted(kwargs)}."
             )
-        if noise is None and not self.is_gaussian:
+        if noise is None and not self.is_gaussian and not self.conditions_any_likelihood:
             raise NotImplementedError(
                 "condition_on_observations adds Gaussian sites: it needs a GaussianLikelihood or an explicit `noise`."
             )
@@ -411,9 +411,8 @@ class VariationalGPModel(ApproximateGPyTorchModel, FantasizeMixin):
             p.requires_grad_(False)  # the trained state is a constant of the conditioned model
         X_latent = X_model.unsqueeze(-3) if self._num_latents > 1 else X_model
         y = new.latent_targets(Y)  # (*b, n') or (*b, P, n')
-        noise = new.latent_targets(Yvar) if Yvar is not None else new.likelihood.noise.expand_as(y)
-        alpha = (y - new.model.mean_module(X_latent)) / noise
-        new.model.set_strategy(new.strategy.conditioned(X_latent, alpha, 1.0 / noise))
+        alpha, beta = new.conditioning_sites(X_latent, y, None if Yvar is None else new.latent_targets(Yvar))
+        new.model.set_strategy(new.strategy.conditioned(X_latent, alpha, beta))
         X_raw = (
             torch.cat([self.train_inputs[0].expand(*Y.shape[:-2], -1, -1), X_model], dim=-2)
             if not hasattr(self, "input_transform")
@@ -423,20 +422,24 @@ class VariationalGPModel(ApproximateGPyTorchModel, FantasizeMixin):
         new._is_fantasy = True
         return new.eval()
 
-    def update(self, X: Tensor, Y: Tensor, **options: Any) -> VariationalGPModel:
-        """Absorb new observations in place, without training the hyperparameters; returns the model.
+    #: Whether `condition_on_observations` accepts non-Gaussian likelihoods without ``noise`` (sites by CVI).
+    conditions_any_likelihood: bool = False
 
-        The points are appended (through the transforms fitted at construction) and q takes them in
-        at the current θ and Z: with a Gaussian likelihood q becomes the optimal q on all data (one
-        full-data natural-gradient step of size 1: exact); otherwise 5 full-data natural-gradient
-        (CVI) steps of size 0.5. Absorbing data is not training (Trieste's split): to move θ and Z
-        as well, call ``gpvi.fit(model, max_steps=...)`` after it (a warm start).
+    def conditioning_sites(self, X_latent: Tensor, y: Tensor, noise: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Per-datum sites (α, β) of new observations y at X_latent, on f − μ₀ (used by `condition_on_observations`).
+
+        Gaussian data with noise variance σ² (``noise``, else the likelihood's): α = (y − μ₀(x))/σ²,
+        β = 1/σ², exact. Called on the conditioned copy; shapes (*b, n') or (*b, P, n').
         """
-        if options:
-            raise TypeError(
-                f"{type(self).__name__}.update got option(s) {sorted(options)}; it absorbs data without training: "
-                "call gpvi.fit(model, max_steps=...) after it to move the hyperparameters."
-            )
+        noise = self.likelihood.noise.expand_as(y) if noise is None else noise
+        return (y - self.model.mean_module(X_latent)) / noise, 1.0 / noise
+
+    def check_new_data(self, X: Tensor, Y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Validate a batch of new observations (`n x d`, `n x m`) and map it to model space.
+
+        Raises before anything changes: shapes, NaN/inf, an empty batch, the dtype, and targets the
+        likelihood cannot take. Returns (raw X, model-space X, outcome-transformed Y (`n x m`)).
+        """
         X = check_tensor("X", X, ndim=(2,), shape_hint="`n x d`")
         Y = check_tensor("Y", Y, ndim=(2,), shape_hint="`n x m`")
         if X.shape[-1] != self.train_inputs[0].shape[-1] or Y.shape != (X.shape[0], self.train_targets.shape[-1]):
@@ -448,8 +451,38 @@ class VariationalGPModel(ApproximateGPyTorchModel, FantasizeMixin):
         if not self.is_gaussian:
             check_targets(self.likelihood, Y)
         X_model = self.transform_inputs(X)
-        if hasattr(self, "outcome_transform"):
-            Y, _ = self.outcome_transform(Y, X=X)
+        Y_model = Y
+        transform = getattr(self, "outcome_transform", None)
+        if transform is not None:  # with the statistics fitted at construction, whatever the mode
+            was_training = transform.training
+            transform.eval()
+            try:
+                Y_model, _ = transform(Y, X=X)
+            finally:
+                transform.train(was_training)
+        return X, X_model, Y_model
+
+    def update(self, X: Tensor, Y: Tensor, **options: Any) -> VariationalGPModel:
+        """Absorb new observations in place (`append`; a streaming family bounds its memory instead).
+
+        Returns the model."""
+        return self.append(X, Y, **options)
+
+    def append(self, X: Tensor, Y: Tensor, **options: Any) -> VariationalGPModel:
+        """Absorb new observations in place, keeping all data, without training the hyperparameters; returns the model.
+
+        The points are appended (through the transforms fitted at construction) and q takes them in
+        at the current θ and Z: with a Gaussian likelihood q becomes the optimal q on all data (one
+        full-data natural-gradient step of size 1: exact); otherwise 5 full-data natural-gradient
+        (CVI) steps of size 0.5. Absorbing data is not training (Trieste's split): to move θ and Z
+        as well, call ``gpvi.fit(model, max_steps=...)`` after it (a warm start).
+        """
+        if options:
+            raise TypeError(
+                f"{type(self).__name__}.append got option(s) {sorted(options)}; it absorbs data without training: "
+                "call gpvi.fit(model, max_steps=...) after it to move the hyperparameters."
+            )
+        X, X_model, Y = self.check_new_data(X, Y)
         self._set_train_data(
             torch.cat([self.train_inputs[0], X]),
             torch.cat([self.train_X_model, X_model]),

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gpvi._state import clone_state
 from gpvi.progress.bars import bar_delay, progress_bar, show_progress
 from gpvi.progress.result import (
     FAILURES,
@@ -146,7 +147,7 @@ class StepLoop:
             self._best = (value, self._snapshot())
 
     def _snapshot(self) -> dict[str, Tensor]:
-        return {k: v.detach().clone() for k, v in self._keep.state_dict().items()}
+        return clone_state(self._keep)
 
     def restore_best(self) -> None:
         """Put back the state saved with the best value (nothing when none was saved)."""

@@ -13,6 +13,17 @@ so hyperparameter gradients flow through K_θ into q (this is what makes the dua
 tighter than freezing (m, S): form (U) is exact under outputscale changes, method note §1.6).
 Site coordinates of the contract (`sites`, `set_sites`, the marginals' projection K⁻¹Kuf) are
 u − E[u], so a natural-gradient step on this strategy *is* the paper's CVI E-step.
+
+A *frozen* factor t_F(u) = exp(η_Fᵀu − ½uᵀH_Fu) may sit next to the sites: the summary of data no
+longer held (the memory-based sequential update, Chang et al. 2023; `gpvi.models.streaming`). It
+acts as part of the prior: q ∝ p(u) t_F(u) t(u), the CVI steps move t only, and the ELBO's
+regulariser becomes (`kl_divergence`)
+
+    KL[q ‖ p] − E_q[log t_F(u)],
+
+so that every ELBO of the library is, with a frozen factor, the streaming ELBO
+Σ_held E_q[log p(y_n | f_n)] + E_q[log t_F] − KL[q ‖ p]: each datum counted once, by its likelihood
+while held, by its frozen Gaussian site once summarised.
 """
 
 from __future__ import annotations
@@ -23,14 +34,17 @@ from gpytorch.variational import _VariationalDistribution
 from linear_operator.operators import DiagLinearOperator
 from torch import Tensor
 
+from gpvi.core.linalg import tri_solve
 from gpvi.core.objectives import kl_whitened
 from gpvi.core.sites import GaussianSites
 from gpvi.features.base import InducingFeatures
+from gpvi.features.points import InducingPoints
 from gpvi.variational.svgp import WhitenedSVGPStrategy
 
 
 class DualSites(_VariationalDistribution):
-    """Buffers η (*b, M) and H (*b, M, M): u-space sites on u − E[u] (zero sites: q = prior)."""
+    """Buffers η (*b, M) and H (*b, M, M): u-space sites on u − E[u] (zero sites: q = prior), and the
+    frozen factor (η_F, H_F) of summarised data with the count of data points it holds."""
 
     def __init__(self, num_inducing: int, batch_shape: torch.Size | None = None, dtype: torch.dtype | None = None):
         batch_shape = torch.Size() if batch_shape is None else torch.Size(batch_shape)
@@ -38,11 +52,39 @@ class DualSites(_VariationalDistribution):
         dtype = dtype or torch.get_default_dtype()
         self.register_buffer("eta", torch.zeros(*batch_shape, num_inducing, dtype=dtype))
         self.register_buffer("prec", torch.zeros(*batch_shape, num_inducing, num_inducing, dtype=dtype))
+        self.register_buffer("frozen_eta", torch.zeros(*batch_shape, num_inducing, dtype=dtype))
+        self.register_buffer("frozen_prec", torch.zeros(*batch_shape, num_inducing, num_inducing, dtype=dtype))
+        self.register_buffer("frozen_count", torch.zeros((), dtype=torch.long))
+
+    @classmethod
+    def holding(cls, sites: GaussianSites, frozen: GaussianSites | None = None, *, frozen_count: int = 0) -> DualSites:
+        """Buffers holding the given tensors as they are (no copy: a conditioned model's sites may carry
+        an autograd graph to the inputs it was conditioned on)."""
+        new = cls(sites.eta.shape[-1], sites.eta.shape[:-1], dtype=sites.eta.dtype)
+        new.eta, new.prec = sites.eta, sites.prec
+        if frozen is not None:
+            new.frozen_eta, new.frozen_prec = frozen.eta, frozen.prec
+            new.frozen_count.fill_(frozen_count)
+        return new.to(sites.eta.device)
 
     @property
     def sites(self) -> GaussianSites:
         """The buffers as `GaussianSites` (η, H); they share the buffers' memory."""
         return GaussianSites(self.eta, self.prec)
+
+    @property
+    def frozen(self) -> GaussianSites | None:
+        """The frozen factor t_F (η_F, H_F), or None while it holds no data."""
+        if int(self.frozen_count) == 0:
+            return None
+        return GaussianSites(self.frozen_eta, self.frozen_prec)
+
+    @torch.no_grad()
+    def assign_frozen(self, frozen: GaussianSites, count: int) -> None:
+        """Overwrite the frozen factor (summarising ``count`` data points) in place."""
+        self.frozen_eta.copy_(frozen.eta.expand_as(self.frozen_eta))
+        self.frozen_prec.copy_(frozen.prec.expand_as(self.frozen_prec))
+        self.frozen_count.fill_(count)
 
     @torch.no_grad()
     def assign(self, sites: GaussianSites) -> None:
@@ -102,11 +144,21 @@ class DualSVGPStrategy(WhitenedSVGPStrategy):
         return self._variational_distribution
 
     def sites(self) -> GaussianSites:
-        """The stored u-space sites (η, H) on u − E[u]."""
+        """The stored u-space sites (η, H) on u − E[u] (without the frozen factor, part of the prior)."""
         return self.dual_sites.sites
 
     def set_sites(self, sites: GaussianSites) -> None:
         self.dual_sites.assign(sites)
+
+    @property
+    def frozen(self) -> GaussianSites | None:
+        """The frozen factor t_F of summarised data (u-space, on u − E[u]), or None."""
+        return self.dual_sites.frozen
+
+    def total_sites(self) -> GaussianSites:
+        """Sites and frozen factor together: q(u − E[u]) ∝ N(0, K) × these."""
+        frozen = self.frozen
+        return self.sites() if frozen is None else self.sites() + frozen
 
     def q_parameters(self) -> tuple[Tensor, Tensor]:
         """(m, lower S^{1/2}) of q(v) at the current hyperparameters."""
@@ -118,13 +170,36 @@ class DualSVGPStrategy(WhitenedSVGPStrategy):
             return memo["q"]
         q = self.held_q(chol_Kuu)
         if q is None:
-            q = self.dual_sites.sites.whiten(chol_Kuu).whitened_posterior()
+            q = self.total_sites().whiten(chol_Kuu).whitened_posterior()
         if memo is not None:
             memo["q_for"], memo["q"] = chol_Kuu, q
         return q
 
+    def held_q_at(self, sites, chol_Kuu: Tensor) -> tuple[Tensor, Tensor]:
+        """q(v) from per-datum ``sites`` (a `PointSites`) and the frozen factor at the factor ``chol_Kuu``."""
+        A = tri_solve(chol_Kuu, self.features.Kuf(self.model.covar_module, sites.inputs))
+        total = sites.summed(A)
+        frozen = self.frozen
+        if frozen is not None:
+            total = total + frozen.whiten(chol_Kuu)
+        return total.whitened_posterior()
+
     def kl_divergence(self) -> Tensor:
-        return kl_whitened(*self.q_parameters())
+        """KL[q ‖ p] − E_q[log t_F(u)] (the frozen factor's expected log, see the module docstring), (*b,).
+
+        With q(v) = N(m, S S_trilᵀ) and t_F on v (η_v = Lᵀη_F, H_v = LᵀH_FL):
+        E_q[log t_F] = η_vᵀm − ½ (mᵀH_v m + tr(H_v S)). Without a frozen factor, the KL alone.
+        """
+        L = self.chol_Kuu()
+        mean, tril = self.whitened_q(L)
+        kl = kl_whitened(mean, tril)
+        frozen = self.frozen
+        if frozen is None:
+            return kl
+        white = frozen.whiten(L)
+        Hm = (white.prec @ mean.unsqueeze(-1)).squeeze(-1)
+        expected = (white.eta * mean).sum(-1) - 0.5 * ((mean * Hm).sum(-1) + ((white.prec @ tril) * tril).sum((-2, -1)))
+        return kl - expected
 
     @torch.no_grad()
     def set_q(self, mean: Tensor, scale_tril: Tensor, chol_Kuu: Tensor | None = None) -> None:
@@ -134,10 +209,39 @@ class DualSVGPStrategy(WhitenedSVGPStrategy):
         parameters of an ordinary SVGP's q; the inverse of `whitened_q`).
         """
         L = self.chol_Kuu() if chol_Kuu is None else chol_Kuu
-        self.dual_sites.assign(GaussianSites.from_whitened_posterior(mean, scale_tril).unwhiten(L))
+        total = GaussianSites.from_whitened_posterior(mean, scale_tril).unwhiten(L)
+        frozen = self.frozen
+        self.dual_sites.assign(total if frozen is None else total - frozen)
 
     def u_space_sites(self) -> GaussianSites:
-        return self.dual_sites.sites
+        """All of q's sites on u − E[u], the frozen factor included."""
+        return self.total_sites()
+
+    def conditioned(self, X_new: Tensor, alpha: Tensor, beta: Tensor) -> DualSVGPStrategy:
+        """A dual strategy on [Z; X_new] with the sites (α, β) on f(X_new) added (exact; see the base).
+
+        The stored sites and the frozen factor are lifted separately (η' = [η; 0], H' = blkdiag(H, 0):
+        the same posterior on the enlarged inducing set), so the result is again a `DualSVGPStrategy`
+        whose sites a CVI step or an update can move.
+        """
+        if not isinstance(self.features, InducingPoints):
+            raise NotImplementedError(
+                f"conditioning grows the inducing set: it needs InducingPoints, not {type(self.features).__name__}."
+            )
+        M, n_new = self.features.num_inducing, X_new.shape[-2]
+        lift = torch.zeros(M + n_new, M, dtype=X_new.dtype, device=X_new.device)
+        lift[:M].fill_diagonal_(1.0)
+        select = torch.zeros(M + n_new, n_new, dtype=X_new.dtype, device=X_new.device)
+        select[M:].fill_diagonal_(1.0)
+        sites = self.sites().project(lift) + GaussianSites.from_data(select, alpha, beta)
+        frozen = self.frozen
+        frozen = None if frozen is None else frozen.project(lift)
+        batch = sites.eta.shape[:-1]
+        if frozen is not None:
+            frozen = GaussianSites(frozen.eta.expand(*batch, -1), frozen.prec.expand(*batch, -1, -1))
+        dual = DualSites.holding(sites, frozen, frozen_count=int(self.dual_sites.frozen_count))
+        strategy = DualSVGPStrategy(self.features.extended(X_new), dual, jitter=self.jitter_val)
+        return strategy
 
     def _initialize_if_needed(self) -> None:
         """Zero sites are already the prior."""

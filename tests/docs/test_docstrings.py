@@ -23,6 +23,7 @@ PACKAGES = (
     "gpvi.fit",
     "gpvi.fit.recipes",
     "gpvi.variational",
+    "gpvi.sequential",
     "gpvi.features",
     "gpvi.core",
     "gpvi.loops",

@@ -318,11 +318,13 @@ def test_update_absorbs_points_and_bad_options_are_named():
     X, Y = toy_data(20)
     model = DualSVGP(X, Y, outcome_transform=None, num_inducing=20)
     gpvi.fit(model, max_steps=20)
-    model.update(torch.tensor([[0.25]], dtype=DT), torch.tensor([[0.8]], dtype=DT))
+    model.append(torch.tensor([[0.25]], dtype=DT), torch.tensor([[0.8]], dtype=DT))
     assert model.num_data == 21
-    model.train()  # update absorbs the point exactly: q is the optimal q on all 21 points at the same θ
+    model.train()  # append absorbs the point exactly: q is the optimal q on all 21 points at the same θ
     assert_close(model.elbo().elbo, model.collapsed_elbo() + model.log_prior(), rtol=1e-9, atol=0)
     with pytest.raises(TypeError, match="gpvi.fit"):
+        model.append(torch.tensor([[0.5]], dtype=DT), torch.tensor([[0.1]], dtype=DT), max_steps=5)
+    with pytest.raises(TypeError, match="max_steps"):
         model.update(torch.tensor([[0.5]], dtype=DT), torch.tensor([[0.1]], dtype=DT), max_steps=5)
     with pytest.raises(ValueError, match="dual model"):
         gpvi.fit(SVGP(X, Y, num_inducing=5), objective="ep")
