@@ -248,7 +248,7 @@ class DualSVGP(SVGP):
         """Inverse of `get_extra_state`; runs before the submodules load (so Z and the sites can be resized)."""
         if tuple(self.strategy.features.Z.shape) != tuple(state["inducing_shape"]):
             Z = self.strategy.features.Z.new_zeros(state["inducing_shape"])
-            install_inducing(self, Z[(0,) * (Z.dim() - 2)] if Z.dim() > 2 else Z, None, 0)
+            install_inducing(self, Z[(0,) * (Z.dim() - 2)] if Z.dim() > 2 else Z)
         self.__dict__["_loaded_extra"] = state
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, keep_transforms: bool = True, assign: bool = False):

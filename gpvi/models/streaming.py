@@ -14,12 +14,17 @@ two, so nothing is counted twice (the reference code adds memory sites on top of
 copies). One `stream_update` with a batch D_t:
 
 1. Z' = greedy variance reduction (pivoted Cholesky) over [Z; active inputs; X_t], M points, under
-   the current kernel (`gpvi.features.selection.greedy_variance_indices`).
+   the current kernel (`gpvi.features.selection.greedy_variance_indices`), fewer where the rest of
+   the pool has conditional variance below `RESELECT_FLOOR` times the largest prior variance.
 2. t_F moves to Z' by the Nyström map P = (K' + εI)⁻¹ (K(Z', Z) + ε S), S selecting the inducing
    inputs that survive (`nystrom_map`): η_F ← Pη_F, H_F ← PH_FPᵀ. It replaces k(Z', x_n) by
    K(Z', Z)K⁻¹k(Z, x_n), exact for the rows of surviving inputs; the ε S term makes a surviving
    input's row exactly the identity under the jittered prior. Then the active points that are
-   not in the memory are folded into t_F, exactly on Z' (their inputs are still at hand).
+   not in the memory are folded into t_F, exactly on Z' (their inputs are still at hand). Sites are
+   on f − μ₀; for a constant prior mean t_F also keeps Σβ_n w_n and (Σα_n, Σβ_n), so that when the
+   refit moves μ₀ by Δ it reads η_F − Δ Σβ_n w_n (`DualSVGPStrategy.frozen`): without this a
+   sorted banana stream with no memory, whose mean went from −14 to +20, ended at chance accuracy
+   (NLPD 12.9; 0.104 with it, the offline fit's accuracy). Other prior means are not corrected.
 3. The new active set is 𝓜 ∪ D_t. Damped CVI (ρ, steps) on it with t_F frozen: the batch's sites
    start at zero, the memory's are *replaced* by their refreshed values (`absorb`).
 4. Hyperparameters θ (kernel, likelihood, mean; Z stays where step 1 put it) are refitted by
@@ -65,17 +70,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from gpytorch.means import ConstantMean
 from torch import Tensor
 
 from gpvi.core.linalg import cholesky, eye_like, tri_solve
 from gpvi.core.objectives import kl_whitened
 from gpvi.core.optim import guarded_lbfgs
-from gpvi.core.sites import GaussianSites, PointSites
+from gpvi.core.sites import PointSites
 from gpvi.features.points import InducingPoints
 from gpvi.features.selection import greedy_variance_indices
 from gpvi.sequential.memory import bayesian_leverage, select_memory
 from gpvi.variational.dual import DualSites
 from gpvi.variational.elbo import site_target
+
+#: Re-selection stops adding inducing inputs whose conditional prior variance is below this fraction of
+#: the largest prior variance: a nearly redundant input makes Kuu ill-conditioned, and the Nyström
+#: move of a frozen factor holding thousands of sharp sites through it loses their information (a
+#: sorted UCI bike stream broke at batch 46, cond(Kuu) 4.8e4 → 6.0e7, with the former floor 1e-6).
+RESELECT_FLOOR = 1e-4
 
 
 @dataclass
@@ -237,22 +249,30 @@ def gaussian_streaming_objective(model: Any, points: PointSites) -> tuple[Callab
     strategy, state = model.strategy, model.stream_state
     dual, count = strategy.dual_sites, int(strategy.dual_sites.frozen_count)
     noise_0 = model.likelihood.noise.detach().clone()
-    stored = (dual.frozen_eta, dual.frozen_prec)
+    names = ("frozen_eta", "frozen_prec", "frozen_shift", "frozen_sums")
+    stored = {name: getattr(dual, name) for name in names}
+
+    def scaled(ratio: Tensor) -> dict[str, Tensor]:
+        """The frozen buffers at noise σ²: η, Σβw and the sums times σ₀²/σ², H too."""
+        return {
+            name: value * (ratio.unsqueeze(-1) if name == "frozen_prec" else ratio) for name, value in stored.items()
+        }
 
     def objective() -> Tensor:
-        ratio = noise_scale(model, noise_0)
-        dual.frozen_eta, dual.frozen_prec = stored[0] * ratio, stored[1] * ratio.unsqueeze(-1)
+        for name, buffer in scaled(noise_scale(model, noise_0)).items():
+            setattr(dual, name, buffer)
         try:
             with strategy.holding(gaussian_sites(model, points.inputs), write=False):
                 value = model.elbo().elbo
         finally:
-            dual.frozen_eta, dual.frozen_prec = stored
+            for name, buffer in stored.items():
+                setattr(dual, name, buffer)
         return value + gaussian_frozen_terms(model, count, state.residual_sum)
 
     @torch.no_grad()
     def finish() -> None:
-        ratio = noise_scale(model, noise_0)
-        dual.assign_frozen(GaussianSites(stored[0] * ratio, stored[1] * ratio.unsqueeze(-1)), count)
+        for name, buffer in scaled(noise_scale(model, noise_0)).items():
+            getattr(dual, name).copy_(buffer)
 
     return objective, finish
 
@@ -290,10 +310,13 @@ def gaussian_sites(model: Any, X: Tensor) -> PointSites:
     return PointSites(X, (y - model.model.mean_module(X_in)) / noise, 1.0 / noise)
 
 
-def install_inducing(model: Any, Z: Tensor, frozen: GaussianSites | None, frozen_count: int) -> None:
+def install_inducing(
+    model: Any, Z: Tensor, frozen: dict[str, Tensor] | None = None, projection: Tensor | None = None
+) -> None:
     """Put inducing inputs Z (M', D) (a buffer) and a frozen factor on them into the model's strategy.
 
-    The sites are zeroed (the caller sets them from the active points); M' may differ from M.
+    ``frozen`` is the old sites' `DualSites.frozen_state`, moved by ``projection`` (M' x M) when
+    given. The sites are zeroed (the caller sets them from the active points); M' may differ from M.
     """
     strategy = model.strategy
     batch = strategy.dual_sites.eta.shape[:-1]
@@ -301,9 +324,49 @@ def install_inducing(model: Any, Z: Tensor, frozen: GaussianSites | None, frozen
     strategy.features = InducingPoints(Z_full, learn_locations=False)
     sites = DualSites(Z.shape[-2], batch, dtype=Z.dtype).to(Z.device)
     if frozen is not None:
-        sites.assign_frozen(frozen, frozen_count)
+        sites.load_frozen(frozen, projection)
     strategy._variational_distribution = sites
     strategy.clear_cache()
+
+
+def constant_mean(model: Any) -> Tensor | None:
+    """The prior mean's constant (*b,) shaped like the frozen factor's batch, or None for another mean."""
+    mean = model.model.mean_module
+    if not isinstance(mean, ConstantMean):
+        return None
+    like = model.strategy.dual_sites.frozen_mean
+    return mean.constant.detach().reshape(-1).expand(like.numel()).reshape(like.shape)
+
+
+@torch.no_grad()
+def fold(model: Any, folded: PointSites, y: Tensor) -> None:
+    """Fold per-datum sites into the frozen factor, exactly on the current inducing inputs.
+
+    The factor is first re-centred at the prior mean of now (`DualSites.rebase_frozen`; with a
+    Gaussian likelihood the residual sum R follows), then gains η = Σα_n w_n, H = Σβ_n w_n w_nᵀ,
+    Σβ_n w_n and (Σα_n, Σβ_n), w_n = K⁻¹k(Z, x_n).
+    """
+    strategy, state = model.strategy, model.stream_state
+    dual, kernel = strategy.dual_sites, model.model.covar_module
+    mean = constant_mean(model)
+    if mean is not None:
+        delta = mean - dual.frozen_mean
+        if model.is_gaussian and state.residual_sum is not None:
+            noise = model.likelihood.noise.detach().reshape(delta.shape)
+            count = int(dual.frozen_count)
+            state.residual_sum = state.residual_sum - 2 * delta * dual.frozen_sums[..., 0] * noise + count * delta**2
+        dual.rebase_frozen(mean)
+    L = strategy.chol_Kuu()
+    Kuf = strategy.features.Kuf(kernel, folded.inputs)
+    W = torch.cholesky_solve(Kuf, L)
+    alpha, beta = folded.weighted()
+    summary = folded.summed(W)
+    shift = (W @ beta.unsqueeze(-1)).squeeze(-1)
+    sums = torch.stack([alpha.sum(-1), beta.sum(-1)], -1)
+    dual.add_frozen(summary, shift, sums, folded.num_points)
+    if model.is_gaussian:
+        residuals = residual_terms(model, folded.inputs, y, Kuf, L)
+        state.residual_sum = residuals if state.residual_sum is None else state.residual_sum + residuals
 
 
 def set_sites_from_points(model: Any, points: PointSites) -> None:
@@ -357,32 +420,30 @@ def stream_update(model: Any, X_raw: Tensor, X: Tensor, y: Tensor, Y_model: Tens
     kernel = model.model.covar_module
     X_act, _ = model.training_data()
     sites: PointSites = model.point_sites
+    if model.is_gaussian:  # exact at the current θ, whatever moved the mean or the noise since
+        with torch.no_grad():
+            sites = gaussian_sites(model, X_act)
     in_mem = state.in_memory.to(X.device)
 
     # 1-2. inducing inputs, the frozen factor moved, non-memory active points folded in (exactly)
     Z_old = strategy.features.Z.detach().reshape(-1, *strategy.features.Z.shape[-2:])[0]
     if settings.reselect_inducing:
         pool = torch.cat([Z_old, X_act.detach(), X.detach()], dim=-2)
-        Z_new = pool[greedy_variance_indices(pool, model.num_inducing_target, kernel)]
+        with torch.no_grad():
+            floor = RESELECT_FLOOR * float(kernel(pool, diag=True).max())
+        Z_new = pool[greedy_variance_indices(pool, model.num_inducing_target, kernel, epsilon=floor)]
     else:
         Z_new = Z_old
-    frozen, count = strategy.frozen, int(strategy.dual_sites.frozen_count)
     jitter = strategy.jitter_val
     with torch.no_grad():
-        if frozen is not None and not torch.equal(Z_new, Z_old):
-            frozen = frozen.project(nystrom_map(kernel, Z_new, Z_old, jitter))
-        install_inducing(model, Z_new, frozen, count)
+        old = strategy.dual_sites
+        frozen = {k: v.clone() for k, v in old.frozen_state().items()} if old.frozen is not None else None
+        moved = frozen is not None and not torch.equal(Z_new, Z_old)
+        install_inducing(model, Z_new, frozen, nystrom_map(kernel, Z_new, Z_old, jitter) if moved else None)
         folded = sites.select(~in_mem)
         if folded.num_points:
-            L = strategy.chol_Kuu()
-            Kuf = strategy.features.Kuf(kernel, folded.inputs)
-            summary = folded.project(Kuf, L)
-            frozen = summary if frozen is None else frozen + summary
-            strategy.dual_sites.assign_frozen(frozen, count + folded.num_points)
-            if model.is_gaussian:
-                _, y_held = model.training_data()
-                residuals = residual_terms(model, folded.inputs, y_held[..., ~in_mem], Kuf, L)
-                state.residual_sum = residuals if state.residual_sum is None else state.residual_sum + residuals
+            _, y_held = model.training_data()
+            fold(model, folded, y_held[..., ~in_mem])
 
     # 3. the new active set: memory and batch, its sites by damped CVI
     X_raw_act = torch.cat([model.train_inputs[0][in_mem], X_raw])
@@ -413,9 +474,12 @@ def stream_update(model: Any, X_raw: Tensor, X: Tensor, y: Tensor, Y_model: Tens
 
 
 __all__ = [
+    "RESELECT_FLOOR",
     "StreamState",
     "UpdateSettings",
     "absorb",
+    "constant_mean",
+    "fold",
     "gaussian_frozen_terms",
     "gaussian_sites",
     "gaussian_streaming_objective",

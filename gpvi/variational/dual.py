@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import torch
 from gpytorch.distributions import MultivariateNormal
+from gpytorch.means import ConstantMean
 from gpytorch.variational import _VariationalDistribution
 from linear_operator.operators import DiagLinearOperator
 from torch import Tensor
@@ -55,6 +56,10 @@ class DualSites(_VariationalDistribution):
         self.register_buffer("frozen_eta", torch.zeros(*batch_shape, num_inducing, dtype=dtype))
         self.register_buffer("frozen_prec", torch.zeros(*batch_shape, num_inducing, num_inducing, dtype=dtype))
         self.register_buffer("frozen_count", torch.zeros((), dtype=torch.long))
+        # for a constant prior mean: Σβ_n w_n, (Σα_n, Σβ_n) and the mean μ_F the sites are centred at
+        self.register_buffer("frozen_shift", torch.zeros(*batch_shape, num_inducing, dtype=dtype))
+        self.register_buffer("frozen_sums", torch.zeros(*batch_shape, 2, dtype=dtype))
+        self.register_buffer("frozen_mean", torch.zeros(batch_shape, dtype=dtype))
 
     @classmethod
     def holding(cls, sites: GaussianSites, frozen: GaussianSites | None = None, *, frozen_count: int = 0) -> DualSites:
@@ -85,6 +90,45 @@ class DualSites(_VariationalDistribution):
         self.frozen_eta.copy_(frozen.eta.expand_as(self.frozen_eta))
         self.frozen_prec.copy_(frozen.prec.expand_as(self.frozen_prec))
         self.frozen_count.fill_(count)
+
+    FROZEN_BUFFERS = ("frozen_eta", "frozen_prec", "frozen_shift", "frozen_sums", "frozen_mean")
+
+    def frozen_state(self) -> dict[str, Tensor]:
+        """The frozen factor's buffers (η_F, H_F, Σβw, (Σα, Σβ), μ_F) by name, and its count."""
+        return {**{k: getattr(self, k) for k in self.FROZEN_BUFFERS}, "frozen_count": self.frozen_count}
+
+    @torch.no_grad()
+    def load_frozen(self, state: dict[str, Tensor], projection: Tensor | None = None) -> None:
+        """Set the frozen factor from `frozen_state`, moved to new features by ``projection`` P
+        (η ← Pη, H ← PHPᵀ, Σβw ← P Σβw) when given."""
+        eta, prec, shift = state["frozen_eta"], state["frozen_prec"], state["frozen_shift"]
+        if projection is not None:
+            moved = GaussianSites(eta, prec).project(projection)
+            eta, prec = moved.eta, moved.prec
+            shift = (projection @ shift.unsqueeze(-1)).squeeze(-1)
+        for name, value in (("frozen_eta", eta), ("frozen_prec", prec), ("frozen_shift", shift)):
+            getattr(self, name).copy_(value.expand_as(getattr(self, name)))
+        for name in ("frozen_sums", "frozen_mean", "frozen_count"):
+            getattr(self, name).copy_(state[name].expand_as(getattr(self, name)))
+
+    @torch.no_grad()
+    def rebase_frozen(self, mean: Tensor) -> None:
+        """Re-centre the frozen sites from μ_F to the constant prior mean ``mean`` (*b,): with
+        Δ = mean − μ_F, α_n(f − μ_F) − ½β_n(f − μ_F)² in the variable f − mean has α_n − β_nΔ, so
+        η_F ← η_F − Δ Σβ_n w_n and Σα ← Σα − Δ Σβ (H_F and Σβ unchanged)."""
+        delta = mean.expand_as(self.frozen_mean) - self.frozen_mean
+        self.frozen_eta.sub_(delta.unsqueeze(-1) * self.frozen_shift)
+        self.frozen_sums[..., 0].sub_(delta * self.frozen_sums[..., 1])
+        self.frozen_mean.copy_(mean.expand_as(self.frozen_mean))
+
+    @torch.no_grad()
+    def add_frozen(self, sites: GaussianSites, shift: Tensor, sums: Tensor, count: int) -> None:
+        """Add summed sites (η, H), their Σβw and (Σα, Σβ), centred at the current μ_F, of ``count`` points."""
+        self.frozen_eta.add_(sites.eta)
+        self.frozen_prec.add_(sites.prec)
+        self.frozen_shift.add_(shift)
+        self.frozen_sums.add_(sums)
+        self.frozen_count.add_(count)
 
     @torch.no_grad()
     def assign(self, sites: GaussianSites) -> None:
@@ -152,8 +196,39 @@ class DualSVGPStrategy(WhitenedSVGPStrategy):
 
     @property
     def frozen(self) -> GaussianSites | None:
-        """The frozen factor t_F of summarised data (u-space, on u − E[u]), or None."""
-        return self.dual_sites.frozen
+        """The frozen factor t_F of summarised data (u-space, on u − E[u] at the current prior mean), or None.
+
+        The sites are stored centred at the constant prior mean μ_F of their folding; at the mean
+        μ₀ of now (a `ConstantMean`'s constant) they read η_F − Δ Σβ_n w_n with Δ = μ₀ − μ_F, so a
+        moving mean does not shift what the summarised data say about f (`DualSites.rebase_frozen`).
+        """
+        stored = self.dual_sites.frozen
+        if stored is None:
+            return None
+        delta = self.frozen_offset()
+        if delta is None:
+            return stored
+        return GaussianSites(stored.eta - delta.unsqueeze(-1) * self.dual_sites.frozen_shift, stored.prec)
+
+    def frozen_offset(self) -> Tensor | None:
+        """Δ = μ₀ − μ_F (*b,) for a `ConstantMean` prior, None for any other mean (no correction)."""
+        mean = getattr(self.model, "mean_module", None)
+        if not isinstance(mean, ConstantMean):
+            return None
+        return (
+            mean.constant.reshape(-1)
+            .expand_as(self.dual_sites.frozen_mean.reshape(-1))
+            .reshape(self.dual_sites.frozen_mean.shape)
+            - self.dual_sites.frozen_mean
+        )
+
+    def frozen_constant(self) -> Tensor | float:
+        """The part of log t_F that the mean shift makes depend on θ: Σα Δ − ½ Σβ Δ² (*b,) (0 without)."""
+        delta = self.frozen_offset()
+        if delta is None or self.dual_sites.frozen is None:
+            return 0.0
+        sums = self.dual_sites.frozen_sums
+        return sums[..., 0] * delta - 0.5 * sums[..., 1] * delta.pow(2)
 
     def total_sites(self) -> GaussianSites:
         """Sites and frozen factor together: q(u − E[u]) ∝ N(0, K) × these."""
@@ -199,7 +274,7 @@ class DualSVGPStrategy(WhitenedSVGPStrategy):
         white = frozen.whiten(L)
         Hm = (white.prec @ mean.unsqueeze(-1)).squeeze(-1)
         expected = (white.eta * mean).sum(-1) - 0.5 * ((mean * Hm).sum(-1) + ((white.prec @ tril) * tril).sum((-2, -1)))
-        return kl - expected
+        return kl - expected - self.frozen_constant()
 
     @torch.no_grad()
     def set_q(self, mean: Tensor, scale_tril: Tensor, chol_Kuu: Tensor | None = None) -> None:

@@ -121,9 +121,9 @@ def test_projection_is_exact_for_inducing_inputs_that_survive():
     Z_new = torch.cat([Z[perm], torch.tensor([[0.05], [1.55]], dtype=DT)])  # survivors and two new inputs
     P = streaming.nystrom_map(kernel, Z_new, Z, jitter)
     assert_close(P[:12], torch.eye(12, dtype=DT)[perm], rtol=0, atol=1e-12)
-    frozen = model.strategy.frozen.project(P)
+    frozen = {k: v.clone() for k, v in model.strategy.dual_sites.frozen_state().items()}
     data_sites = model.sites.project(P)
-    streaming.install_inducing(model, Z_new, frozen, model.num_summarised)
+    streaming.install_inducing(model, Z_new, frozen, P)
     model.set_sites(data_sites)
     after = _prediction(model, XS)
     assert_close(after[0], before[0], rtol=0, atol=1e-9)
@@ -395,3 +395,26 @@ def test_gaussian_refit_objective_is_the_batch_bound_on_every_point_seen():
     model.eval()
     batch.set_optimal_q()
     assert_close(_prediction(model, XS)[0], _prediction(batch, XS)[0], rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("fold_after", [False, True])
+def test_a_moving_constant_mean_does_not_shift_the_summarised_data(fold_after):
+    """The frozen sites are centred at the mean of their folding; moved to another constant mean they
+    are re-centred (η_F − Δ Σβw), so the streamed posterior stays the batch SGPR at the new mean,
+    before and after a later fold (which re-bases the stored factor)."""
+    X, Y = _stream(n=100)
+    Z = torch.linspace(-3, 3, 9, dtype=DT).unsqueeze(-1)
+    model = _model(X[:40], Y[:40], Z)
+    model.model.mean_module.constant.data.fill_(0.2)
+    model.update(X[40:70], Y[40:70], hyperparameters=False, reselect_inducing=False)
+    model.model.mean_module.constant.data.fill_(-0.7)
+    n_seen = 70
+    if fold_after:
+        model.update(X[70:], Y[70:], hyperparameters=False, reselect_inducing=False)
+        n_seen = 100
+    else:
+        streaming.set_sites_from_points(model, streaming.gaussian_sites(model, model.point_sites.inputs))
+    mean, var = _prediction(model, XS)
+    ref_mean, ref_var = _dense_sgpr(model, Z, X[:n_seen], Y[:n_seen, 0], XS)
+    assert_close(mean, ref_mean, rtol=0, atol=1e-8)
+    assert_close(var, ref_var, rtol=0, atol=1e-8)
