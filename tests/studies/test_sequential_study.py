@@ -32,7 +32,8 @@ def test_sequential_streams_smoke_runs_streams_cost_and_report(tmp_path):
     out, cost_out = tmp_path / "streams.jsonl", tmp_path / "cost.json"
     _run("--smoke", "--datasets", *datasets, "--out", str(out))
     records = [json.loads(line) for line in out.read_text().splitlines()]
-    expected = sum(1 + 2 * (2 if name == "elevators" else 1) for name in datasets)  # offline; per order stream (+peer)
+    # the offline fit; per order the stream (and the two peer variants on regression)
+    expected = sum(1 + 2 * (3 if name == "elevators" else 1) for name in datasets)
     assert len(records) == expected
     for r in records:
         assert "error" not in r, r
@@ -42,6 +43,12 @@ def test_sequential_streams_smoke_runs_streams_cost_and_report(tmp_path):
             assert r["memory_held"] == 50 and r["num_summarised"] > 0
     banana = [r for r in records if r["data"] == "banana"]
     assert all(r["accuracy"] > 0.8 for r in banana)
+    assert {r["method"] for r in records if r["data"] == "elevators"} <= {
+        "offline",
+        "stream",
+        "peer",
+        "peer-gpvi-kernel",
+    }
 
     _run("--smoke", "--cost", "--cost-out", str(cost_out))
     cost = json.loads(cost_out.read_text())
