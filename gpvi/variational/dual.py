@@ -62,15 +62,12 @@ class DualSites(_VariationalDistribution):
         self.register_buffer("frozen_mean", torch.zeros(batch_shape, dtype=dtype))
 
     @classmethod
-    def holding(cls, sites: GaussianSites, frozen: GaussianSites | None = None, *, frozen_count: int = 0) -> DualSites:
-        """Buffers holding the given tensors as they are (no copy: a conditioned model's sites may carry
-        an autograd graph to the inputs it was conditioned on)."""
-        new = cls(sites.eta.shape[-1], sites.eta.shape[:-1], dtype=sites.eta.dtype)
+    def holding(cls, sites: GaussianSites) -> DualSites:
+        """Buffers holding the given sites as they are (no copy: a conditioned model's sites may carry
+        an autograd graph to the inputs it was conditioned on); no frozen factor (`load_frozen` adds one)."""
+        new = cls(sites.eta.shape[-1], sites.eta.shape[:-1], dtype=sites.eta.dtype).to(sites.eta.device)
         new.eta, new.prec = sites.eta, sites.prec
-        if frozen is not None:
-            new.frozen_eta, new.frozen_prec = frozen.eta, frozen.prec
-            new.frozen_count.fill_(frozen_count)
-        return new.to(sites.eta.device)
+        return new
 
     @property
     def sites(self) -> GaussianSites:
@@ -83,13 +80,6 @@ class DualSites(_VariationalDistribution):
         if int(self.frozen_count) == 0:
             return None
         return GaussianSites(self.frozen_eta, self.frozen_prec)
-
-    @torch.no_grad()
-    def assign_frozen(self, frozen: GaussianSites, count: int) -> None:
-        """Overwrite the frozen factor (summarising ``count`` data points) in place."""
-        self.frozen_eta.copy_(frozen.eta.expand_as(self.frozen_eta))
-        self.frozen_prec.copy_(frozen.prec.expand_as(self.frozen_prec))
-        self.frozen_count.fill_(count)
 
     FROZEN_BUFFERS = ("frozen_eta", "frozen_prec", "frozen_shift", "frozen_sums", "frozen_mean")
 
@@ -309,12 +299,9 @@ class DualSVGPStrategy(WhitenedSVGPStrategy):
         select = torch.zeros(M + n_new, n_new, dtype=X_new.dtype, device=X_new.device)
         select[M:].fill_diagonal_(1.0)
         sites = self.sites().project(lift) + GaussianSites.from_data(select, alpha, beta)
-        frozen = self.frozen
-        frozen = None if frozen is None else frozen.project(lift)
-        batch = sites.eta.shape[:-1]
-        if frozen is not None:
-            frozen = GaussianSites(frozen.eta.expand(*batch, -1), frozen.prec.expand(*batch, -1, -1))
-        dual = DualSites.holding(sites, frozen, frozen_count=int(self.dual_sites.frozen_count))
+        dual = DualSites.holding(sites)
+        if self.dual_sites.frozen is not None:  # the whole frozen state, lifted (centring included)
+            dual.load_frozen(self.dual_sites.frozen_state(), lift)
         strategy = DualSVGPStrategy(self.features.extended(X_new), dual, jitter=self.jitter_val)
         return strategy
 

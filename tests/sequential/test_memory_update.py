@@ -418,3 +418,23 @@ def test_a_moving_constant_mean_does_not_shift_the_summarised_data(fold_after):
     ref_mean, ref_var = _dense_sgpr(model, Z, X[:n_seen], Y[:n_seen, 0], XS)
     assert_close(mean, ref_mean, rtol=0, atol=1e-8)
     assert_close(var, ref_var, rtol=0, atol=1e-8)
+
+
+def test_conditioning_a_streamed_model_lifts_its_whole_summary():
+    """A model with summarised data and a moved constant mean, conditioned on new points, is q conditioned
+    exactly (the frozen factor lifted with its centring), and carries its frozen state on."""
+    X, Y = _stream(n=90)
+    Z = torch.linspace(-3, 3, 9, dtype=DT).unsqueeze(-1)
+    model = _model(X[:40], Y[:40], Z)
+    model.update(X[40:70], Y[40:70], hyperparameters=False, reselect_inducing=False)
+    model.model.mean_module.constant.data.fill_(-0.4)
+    streaming.set_sites_from_points(model, streaming.gaussian_sites(model, model.point_sites.inputs))
+    new = model.condition_on_observations(X[70:], Y[70:])
+    joint = model.posterior(torch.cat([XS, X[70:]]))
+    mu, C = joint.mean[:, 0].detach(), joint.distribution.covariance_matrix.detach()
+    k = XS.shape[0]
+    gain = C[:k, k:] @ torch.linalg.inv(C[k:, k:] + 0.05 * torch.eye(20, dtype=DT))
+    assert_close(_prediction(new, XS)[0], mu[:k] + gain @ (Y[70:, 0] - mu[k:]), rtol=0, atol=1e-7)
+    old, lifted = model.strategy.dual_sites, new.strategy.dual_sites
+    assert torch.equal(lifted.frozen_sums, old.frozen_sums) and torch.equal(lifted.frozen_mean, old.frozen_mean)
+    assert torch.equal(lifted.frozen_shift[:9], old.frozen_shift) and not lifted.frozen_shift[9:].any()
