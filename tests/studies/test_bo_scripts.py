@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from gpvi.studies.store import RunKey, Store
+from tests.studies.scripts import run_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "studies" / "bo" / "regret_ratio.py"
 
@@ -29,14 +28,16 @@ def test_regret_ratio_prints_medians_and_the_paired_table(tmp_path):
         _finish(store, ids["b", "peer", s], peer)
         _finish(store, ids["b", "mine", s], 0.5 * peer)  # every seed half
     store.close()
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), str(tmp_path / "s.sqlite"), "--method", "mine", "--baseline", "peer"]
-        + ["--plot", str(tmp_path / "ratios.png")],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    proc = run_script(
+        SCRIPT,
+        str(tmp_path / "s.sqlite"),
+        "--method",
+        "mine",
+        "--baseline",
+        "peer",
+        "--plot",
+        str(tmp_path / "ratios.png"),
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
     assert "| a | 4/4 | 6 | 3 | 2.00 | " in proc.stdout  # medians 6 and 3
     assert "| a | 4 | 2.00 | [2.00, 2.00] | 0/4 | 0.12 | no |" in lines

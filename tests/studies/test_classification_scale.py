@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gpvi.data import uci
+from tests.studies.scripts import run_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "studies" / "dual" / "classification_scale.py"
 METHODS = ["dual-default", "gpytorch-ngd", "gpytorch-adam"]
@@ -20,15 +20,7 @@ METHODS = ["dual-default", "gpytorch-ngd", "gpytorch-adam"]
 @pytest.mark.skipif("kin40k" not in uci.available(), reason="UCI kin40k not available")
 def test_classification_scale_quick_prints_a_row_per_method(tmp_path):
     out_file = tmp_path / "traces.json"
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--out", str(out_file)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=SCRIPT.parents[2],
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run_script(SCRIPT, "--quick", "--out", str(out_file), one_thread=True)
     rows = [line.split("|")[1:-1] for line in proc.stdout.splitlines() if line.startswith("| kin40k | 0 | 2000 |")]
     assert [row[4].strip() for row in rows] == METHODS
     for row in rows:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.studies.scripts import run_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "studies" / "defaults" / "default_fit.py"
 
@@ -16,14 +16,7 @@ def test_default_fit_study_quick_prints_a_row_per_case_and_method():
 
     if "elevators" not in uci.available():
         pytest.skip("UCI data not found")
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=SCRIPT.parents[2],
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run_script(SCRIPT, "--quick", timeout=300)
     rows = [line.split("|") for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     rows = rows[1:]  # the header
     assert len(rows) == 3 + 4 + 2, proc.stdout

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.studies.scripts import run_script
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies" / "dual"
 
 
 def _run(script: str, *args: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, str(STUDIES / script), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=STUDIES.parents[1],
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout
+    return run_script(STUDIES / script, *args, timeout=300).stdout
 
 
 def test_step_cost_agrees_with_gpytorch_sgpr_on_the_bound():

@@ -6,19 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.studies.scripts import run_script
+
 SCRIPT = Path(__file__).resolve().parents[2] / "studies" / "perf" / "svgp_step.py"
 
 
 def test_perf_benchmark_quick_prints_the_table(tmp_path):
     out_file = tmp_path / "table.md"
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--out", str(out_file)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=SCRIPT.parents[2],
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run_script(SCRIPT, "--quick", "--out", str(out_file))
     out = proc.stdout
     assert "ratio gpvi/gpytorch" in out and "memory ratio" in out and "floor fraction" in out
     assert "threads 1" in out and "CPU " in out and "torch " in out

@@ -4,27 +4,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from gpvi.data import uci
+from tests.studies.scripts import run_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "studies" / "sequential" / "streams.py"
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=SCRIPT.parents[2],
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc
+    return run_script(SCRIPT, *args, one_thread=True)
 
 
 def test_sequential_streams_smoke_runs_streams_cost_and_report(tmp_path):
