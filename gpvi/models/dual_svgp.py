@@ -306,6 +306,7 @@ class DualSVGP(SVGP):
         training data and `point_sites` hold the new points too (so `update` and `gpvi.fit` continue
         from it). Non-Gaussian likelihoods without ``noise`` get CVI sites (`conditioning_sites`)."""
         new = super().condition_on_observations(X, Y, noise=noise, **kwargs)
+        alpha, beta = new.__dict__.pop("_conditioning")  # left by `conditioning_sites` on the copy
         if X.dim() != 2 or Y.dim() != 2:
             new.point_sites, new.stream_state = None, None  # a batch of fantasies: prediction only
             return new
@@ -313,7 +314,6 @@ class DualSVGP(SVGP):
         Y_model = Y
         if hasattr(self, "outcome_transform"):
             Y_model, _ = self.outcome_transform(Y)
-        alpha, beta = new.__dict__.pop("_conditioning")
         old = self.point_sites
         fresh = PointSites(X_model, alpha.detach(), beta.detach())
         new.point_sites = None if old is None or old.num_points != self.num_data else old.add(fresh)
@@ -322,12 +322,11 @@ class DualSVGP(SVGP):
             torch.cat([self.train_X_model, X_model]),
             torch.cat([self.train_targets, Y_model]),
         )
-        if self.stream_state is not None:
-            state = copy.deepcopy(self.stream_state)
+        state = new.stream_state  # already the copy's own (the model was deep-copied)
+        if state is not None:  # the new points are active, not in the memory: the next update folds them
             state.in_memory = torch.cat([state.in_memory, torch.zeros(X.shape[0], dtype=torch.bool)])
             state.keys = torch.cat([state.keys, state.draw_keys(X.shape[0], state.keys)])
             state.num_seen += X.shape[0]
-            new.stream_state = state
         return new
 
     # -- the sites --------------------------------------------------------------------------------

@@ -429,7 +429,10 @@ def test_conditioning_a_streamed_model_lifts_its_whole_summary():
     model.update(X[40:70], Y[40:70], hyperparameters=False, reselect_inducing=False)
     model.model.mean_module.constant.data.fill_(-0.4)
     streaming.set_sites_from_points(model, streaming.gaussian_sites(model, model.point_sites.inputs))
+    seen = model.stream_state.num_seen
     new = model.condition_on_observations(X[70:], Y[70:])
+    assert new.stream_state is not model.stream_state and model.stream_state.num_seen == seen
+    assert new.stream_state.num_seen == seen + 20 and not new.stream_state.in_memory[-20:].any()
     joint = model.posterior(torch.cat([XS, X[70:]]))
     mu, C = joint.mean[:, 0].detach(), joint.distribution.covariance_matrix.detach()
     k = XS.shape[0]
