@@ -7,7 +7,7 @@ Floors, bottom-up (a module may import its own floor and those below it):
     2  gpvi.features
     3  gpvi.variational, gpvi.sequential, gpvi.multitask
     4  gpvi.models
-    5  gpvi.fit, gpvi.baselines, gpvi.plots (models read through their public API only)
+    5  gpvi.fit, gpvi.baselines, gpvi.plots, gpvi.acquisition (models read through their public API only)
     6  gpvi.loops
     7  gpvi.studies
     8  gpvi.cli, and the package root `gpvi` (its __init__ imports everything)
@@ -45,6 +45,7 @@ FLOORS = {
     "gpvi.fit": 5,
     "gpvi.baselines": 5,
     "gpvi.plots": 5,
+    "gpvi.acquisition": 5,
     "gpvi.loops": 6,
     "gpvi.studies": 7,
     "gpvi.cli": 8,

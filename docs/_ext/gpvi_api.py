@@ -33,6 +33,7 @@ PACKAGES = (
     "gpvi.sequential",
     "gpvi.features",
     "gpvi.core",
+    "gpvi.acquisition",
     "gpvi.loops",
     "gpvi.studies",
     "gpvi.multitask",
