@@ -228,8 +228,8 @@ def _expected_log_prob(
     )
 
 
-def _softmax_log_probs(likelihood: SoftmaxLikelihood, y: Tensor, mean: Tensor, var: Tensor, num: int) -> Tensor:
-    """log softmax(W f_s)_y at fixed draws f_s = m + √v ε_s, ε (S, C) shared across data; (*b, N, S)."""
+def _softmax_logits(likelihood: SoftmaxLikelihood, mean: Tensor, var: Tensor, num: int) -> Tensor:
+    """The logits W f_s at fixed draws f_s = m + √v ε_s, ε (S, C) from a generator seeded 0; (*b, N, S, K)."""
     if mean.dim() < 2:
         raise ValueError(f"SoftmaxLikelihood needs `mean` of shape (*b, N, C), got {tuple(mean.shape)}.")
     gen = torch.Generator(device=mean.device).manual_seed(0)
@@ -237,7 +237,25 @@ def _softmax_log_probs(likelihood: SoftmaxLikelihood, y: Tensor, mean: Tensor, v
     f = mean.unsqueeze(-2) + var.clamp_min(0).sqrt().unsqueeze(-2) * eps  # (*b, N, S, C)
     if likelihood.mixing_weights is not None:
         f = f @ likelihood.mixing_weights.t().to(f)
-    log_p = torch.log_softmax(f, dim=-1)
+    return f
+
+
+def softmax_probabilities(
+    likelihood: SoftmaxLikelihood, mean: Tensor, var: Tensor, num_samples: int = DEFAULT_MC_SAMPLES
+) -> Tensor:
+    """Class probabilities E_q[softmax(W f)] from the per-class marginals (mean, var (*b, N, C)): (*b, N, K).
+
+    The mean of softmax(W f_s) over the same fixed draws as `expected_log_prob` (deterministic; the
+    global random state is untouched). Unlike gpytorch's `SoftmaxLikelihood.__call__`, whose "legacy
+    mode" transposes its input whenever N equals the number of latents, any N is read as data.
+    Cost O(N S C K).
+    """
+    return torch.softmax(_softmax_logits(likelihood, mean, var, num_samples), dim=-1).mean(-2)
+
+
+def _softmax_log_probs(likelihood: SoftmaxLikelihood, y: Tensor, mean: Tensor, var: Tensor, num: int) -> Tensor:
+    """log softmax(W f_s)_y at the fixed draws of `_softmax_logits`; (*b, N, S)."""
+    log_p = torch.log_softmax(_softmax_logits(likelihood, mean, var, num), dim=-1)
     labels = y.long().unsqueeze(-1).unsqueeze(-1).expand(*log_p.shape[:-1], 1)
     return log_p.gather(-1, labels).squeeze(-1)
 
@@ -353,5 +371,6 @@ __all__ = [
     "expected_log_prob",
     "expected_log_prob_and_grads",
     "likelihood_layout",
+    "softmax_probabilities",
     "log_predictive_density",
 ]

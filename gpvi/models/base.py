@@ -42,6 +42,7 @@ from linear_operator.operators import DiagLinearOperator
 from torch import Tensor
 
 from gpvi._validation import check_tensor
+from gpvi.core.likelihoods import softmax_probabilities
 from gpvi.core.objectives import ElboParts, collapsed_elbo
 from gpvi.features.base import InducingFeatures
 from gpvi.models.data import TrainingData, check_targets
@@ -346,18 +347,22 @@ class VariationalGPModel(ApproximateGPyTorchModel, FantasizeMixin):
         """Class probabilities of a classifier at `(*b) x n x d` inputs, averaged over q(f).
 
         Bernoulli: p(y = 1 | x) = ∫ p(y = 1 | f) q(f) df, `(*b) x n x 1` (probit: Φ(μ / √(1 + σ²))
-        in closed form; logit: gpytorch's quadrature). Softmax: p(y = c | x), `(*b) x n x C` (by
-        the mean over `SOFTMAX_PROBA_SAMPLES` draws of q(f)). The same numbers as
-        ``posterior(X, observation_noise=True).distribution.probs``, in BoTorch's `n x m` layout.
+        in closed form; logit: gpytorch's quadrature), the same numbers as
+        ``posterior(X, observation_noise=True).distribution.probs`` in BoTorch's `n x m` layout.
+        Softmax: p(y = c | x), `(*b) x n x C`, the mean of softmax(f_s) over `SOFTMAX_PROBA_SAMPLES`
+        fixed draws of each point's marginal q(f(x)) (`gpvi.core.likelihoods.softmax_probabilities`:
+        deterministic, the global random state untouched; the posterior's likelihood call draws
+        afresh and, in gpytorch, misreads n equal to the number of classes as a transposed input).
         """
         if self.is_gaussian:
             raise TypeError(f"predict_proba needs a classifier; {type(self).__name__} has a GaussianLikelihood.")
+        if self.is_softmax:  # per-point marginals: gpytorch's likelihood call misreads n == C as (C, n)
+            latent = self.posterior(X)
+            return softmax_probabilities(self.likelihood, latent.mean, latent.variance, SOFTMAX_PROBA_SAMPLES)
         with gpytorch.settings.num_likelihood_samples(SOFTMAX_PROBA_SAMPLES):
             probs = getattr(self.posterior(X, observation_noise=True).distribution, "probs", None)
         if probs is None:
             raise TypeError(f"predict_proba needs a classifier, not a {type(self.likelihood).__name__}.")
-        if self.is_softmax:  # (S, *b, n, C): one softmax per draw of f; their mean is the probability
-            return probs.mean(0)
         return probs.reshape(*X.shape[:-1], 1)
 
     # -- absorbing data -------------------------------------------------------------------------

@@ -95,5 +95,11 @@ def test_predict_proba_is_the_likelihood_averaged_probability_in_botorchs_layout
     softmax = gpvi.SVGP(X, labels, likelihood=SoftmaxLikelihood(num_classes=3, mixing_weights=False), num_inducing=8)
     p = softmax.predict_proba(X[:5])
     assert p.shape == (5, 3) and torch.allclose(p.sum(-1), torch.ones(5, dtype=DT))
+    # n equal to the number of classes: each row is still its own point's (gpytorch's likelihood call
+    # reads a 3 x 3 input as transposed), and the draws are fixed: the same numbers point by point
+    together = softmax.predict_proba(X[:3])
+    alone = torch.cat([softmax.predict_proba(X[i : i + 1]) for i in range(3)])
+    assert_close(together, alone)
+    assert_close(softmax.predict_proba(X[:5])[:3], together)
     with pytest.raises(TypeError, match="classifier"):
         gpvi.SVGP(*_regression(), num_inducing=5).predict_proba(X[:3])
