@@ -29,7 +29,7 @@ Modules: `scores` (the plain functions), `botorch` (the acquisition-function cla
 Laplace sites). Only ``model.posterior``, ``predict_proba`` and ``condition_on_observations`` are used.
 """
 
-from gpvi.acquisition.batch import select_batch
+from gpvi.acquisition.batch import condition_on_guess, select_batch
 from gpvi.acquisition.botorch import BALD, PredictiveEntropy, PredictiveVariance, make_acquisition
 from gpvi.acquisition.scores import (
     ACQUISITION_NAMES,
@@ -49,6 +49,7 @@ __all__ = [
     "acquisition_scores",
     "bald",
     "class_probabilities",
+    "condition_on_guess",
     "integrated_variance",
     "make_acquisition",
     "predictive_entropy",

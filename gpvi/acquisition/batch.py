@@ -77,15 +77,30 @@ def _fantasy_rule(model: Any) -> str:
     if kind == "bernoulli" and isinstance(model, VariationalGPModel):
         return "laplace"
     raise NotImplementedError(
-        f"select_batch with k > 1 conditions the model on each pick; {type(model).__name__} with a "
+        f"A batch of k > 1 conditions the model on each pick; {type(model).__name__} with a "
         f"{type(model.likelihood).__name__} cannot be. Batches are supported for Gaussian-likelihood models "
         "(SingleTaskGP, gpvi SVGP/DualSVGP), classifiers with `conditions_any_likelihood` (gpvi DualSVGP, any "
         "likelihood) and gpvi Bernoulli SVGPs (Laplace sites); use k = 1 otherwise."
     )
 
 
+def condition_on_guess(model: Any, X: Tensor) -> Any:
+    """``model`` conditioned on its own best guess at `k x d` inputs (the "kriging believer" fantasy).
+
+    The guess is the posterior mean (a Gaussian likelihood: the posterior variance after it does not
+    depend on the value, so variance-based batches are exact); a classifier's most probable label,
+    through ``condition_on_observations`` (models with ``conditions_any_likelihood``, e.g. DualSVGP)
+    or that label's Laplace site at the latent mean (gpvi Bernoulli models; `laplace_site`). Used by
+    `select_batch` after each pick and by `gpvi.loops.ActiveLearner`'s greedy batches over a box.
+
+    Raises:
+        NotImplementedError: a model that cannot be conditioned so (the message lists those that can).
+    """
+    return _condition(model, _fantasy_rule(model), X)
+
+
 def _condition(model: Any, rule: str, x: Tensor) -> Any:
-    """``model`` conditioned on its own best guess at the single point ``x`` (`1 x d`)."""
+    """``model`` conditioned on its own best guess at `k x d` inputs ``x`` by ``rule``."""
     if rule == "gaussian":
         return model.condition_on_observations(x, model.posterior(x).mean)
     label = class_probabilities(model, x).argmax(-1, keepdim=True).to(x.dtype)  # 1 x 1

@@ -2,7 +2,8 @@
 
 ``uci.load(name, split)`` reads the offline UCI copy (see `gpvi.data.uci` for where it is
 looked for); ``synthetic.gp_draw`` gives exact GP prior draws with known hyperparameters;
-``classification`` wraps scikit-learn's bundled breast-cancer and digits sets; ``multitask`` holds
+``classification`` wraps scikit-learn's bundled breast-cancer and digits sets (and splits the
+digits into class-incremental tasks, ``split_digits``); ``multitask`` holds
 many-curve (multi-task) data: the MagmaClust-style ``simulate_multitask`` mixture and the World Bank
 ``fertility`` curves; ``tasks`` pads many tasks into one batch on their union grid.
 """
@@ -10,7 +11,7 @@ many-curve (multi-task) data: the MagmaClust-style ``simulate_multitask`` mixtur
 from __future__ import annotations
 
 from gpvi.data import classification, multitask, synthetic, tasks, uci
-from gpvi.data.classification import breast_cancer, digits, train_test_split
+from gpvi.data.classification import ContinualTask, breast_cancer, digits, split_digits, train_test_split
 from gpvi.data.multitask import MultiTaskData, fertility
 from gpvi.data.synthetic import GPDraw, banana, gp_draw
 from gpvi.data.tasks import TaskBatch, pad_tasks, task_lists
@@ -21,6 +22,7 @@ available_uci = uci.available
 simulate_multitask = multitask.simulate
 
 __all__ = [
+    "ContinualTask",
     "GPDraw",
     "MultiTaskData",
     "TaskBatch",
@@ -36,6 +38,7 @@ __all__ = [
     "multitask",
     "simulate_multitask",
     "pad_tasks",
+    "split_digits",
     "synthetic",
     "task_lists",
     "tasks",

@@ -107,6 +107,7 @@ class AskTellLoop(ABC):
         self._warm: WarmState = None
         self._history = ModelHistory()
         self._last_timing = {"fit_time": 0.0, "acq_time": 0.0, "n_train": 0}
+        self._fresh: tuple[int, float] | None = None  # (iteration, seconds): the model refreshed for it already
 
     # -- what a loop decides ------------------------------------------------------------------------
     @abstractmethod
@@ -143,16 +144,33 @@ class AskTellLoop(ABC):
                 self._pending = self.propose()
                 self._last_timing = {"fit_time": 0.0, "acq_time": 0.0, "n_train": self.X.shape[0]}
             else:
+                fit_time = self._fresh[1] if self._is_fresh() else self._timed_refresh()
                 start = time.perf_counter()
-                self._refresh_model()
-                fitted = time.perf_counter()
                 self._pending = self.propose()
                 self._last_timing = {
-                    "fit_time": fitted - start,
-                    "acq_time": time.perf_counter() - fitted,
+                    "fit_time": fit_time,
+                    "acq_time": time.perf_counter() - start,
                     "n_train": self.X.shape[0],
                 }
         return self._pending.clone()
+
+    def refresh_model(self) -> float:
+        """Bring the model up to date with the observations, as the next `suggest` would, without proposing.
+
+        For a loop that uses the model between iterations (a learning curve's test metrics after the
+        last observation): the refit or update runs once, under the iteration's own seed, and the
+        next `suggest` proposes with this model instead of refreshing it again (its ``fit_time`` is
+        this one). A loop that calls it must call it before every `suggest` to stay deterministic
+        (`suggest` otherwise refreshes and proposes under one seed). Returns the seconds the refresh
+        took (0 at iteration 0, which has no model, and without a factory).
+        """
+        if self.iteration == 0 or self.factory is None:
+            return 0.0
+        if not self._is_fresh():
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.iteration_seed(self.iteration))
+                self._timed_refresh()
+        return self._fresh[1]
 
     def observe(self, X: Tensor, Y: Tensor) -> None:
         """Record evaluations: `n x d` inputs and `n x 1` (or `n`) values."""
@@ -167,6 +185,7 @@ class AskTellLoop(ABC):
         self.Y = torch.cat([self.Y, Y.to(self.bounds)])
         self.timings.append({"iteration": self.iteration, **self._last_timing})
         self._pending = None
+        self._fresh = None
         self.iteration += 1
 
     def run(self, f: Callable[[Tensor], Tensor], n: int, *, progress: bool | None = None) -> Any:
@@ -218,12 +237,21 @@ class AskTellLoop(ABC):
             raise RuntimeError("restore() needs a fresh loop.")
         for X, Y in batches:
             self.observe(X, Y)
+        self._load_model_state(checkpoint)
+
+    def _load_model_state(self, checkpoint: bytes | None) -> None:
+        """The model state of `checkpoint()` on a loop that has observed its batches (`restore`'s second half)."""
         if checkpoint is None or self.factory is None:
             return
         state = torch.load(io.BytesIO(checkpoint), weights_only=False)
         self._warm = state["warm"]
         self._history = ModelHistory(**state["history"])
-        if not self._refit_due(self.iteration) and self._history.refit_iteration >= 0:
+        h = self._history
+        if max([h.refit_iteration, *(it for it, _ in h.updates)]) == self.iteration:
+            # checkpointed after `refresh_model` for the next iteration: that model, and no second refresh
+            self.model = self._replay()
+            self._fresh = (self.iteration, 0.0)
+        elif not self._refit_due(self.iteration) and h.refit_iteration >= 0:
             self.model = self._replay()
 
     def _replay(self) -> Model:
@@ -245,6 +273,16 @@ class AskTellLoop(ABC):
     def iteration_seed(self, iteration: int) -> int:
         """The seed of iteration ``iteration`` of this loop (`gpvi.loops.iteration_seed` of its ``seed``)."""
         return iteration_seed(self.seed, iteration)
+
+    def _is_fresh(self) -> bool:
+        return self._fresh is not None and self._fresh[0] == self.iteration
+
+    def _timed_refresh(self) -> float:
+        """`_refresh_model`, marking the model fresh for this iteration; returns the seconds it took."""
+        start = time.perf_counter()
+        self._refresh_model()
+        self._fresh = (self.iteration, time.perf_counter() - start)
+        return self._fresh[1]
 
     def _refit_due(self, iteration: int) -> bool:
         return (iteration - 1) % self.refit_every == 0

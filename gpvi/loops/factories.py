@@ -2,7 +2,9 @@
 
 A loop never fits a model itself: it asks its factory. Every factory builds its model with
 BoTorch's transforms, `Normalize(d, bounds)` on the inputs and `Standardize(1)` on the outputs,
-so the models see the unit cube and standardised targets whatever the problem's scale.
+so the models see the unit cube and standardised targets whatever the problem's scale. A gpvi
+factory may instead build a classifier (``likelihood="bernoulli"`` or ``"softmax:C"``): its targets
+are labels, read as given (no outcome transform).
 
 - `BoTorchFactory` (`SingleTaskGPFactory`): a BoTorch model of the registry fitted by
   `fit_gpytorch_mll` (the baseline; cold start, exactly BoTorch's default behaviour).
@@ -24,15 +26,20 @@ serves the loops with its "bo" defaults, without a line here.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
+import torch
 from botorch.models.model import Model
 from botorch.models.transforms.input import Normalize
 from botorch.models.transforms.outcome import Standardize
 from gpytorch.kernels import MaternKernel, ScaleKernel
+from gpytorch.likelihoods import BernoulliLikelihood, Likelihood, SoftmaxLikelihood
+from gpytorch.likelihoods.gaussian_likelihood import _GaussianLikelihoodBase
+from gpytorch.priors import GammaPrior
 from torch import Tensor
 
 from gpvi.fit import fit
@@ -42,6 +49,8 @@ from gpvi.models.registry import ModelEntry, get_model, load_object
 from gpvi.progress import MaxStepsWarning
 
 WarmState = dict[str, Tensor] | None
+#: The likelihood names a gpvi factory takes (besides a gpytorch `Likelihood`; "softmax:C" for C classes).
+LIKELIHOODS = ("gaussian", "bernoulli", "softmax:C")
 
 
 @contextmanager
@@ -57,6 +66,8 @@ class ModelFactory:
     """Builds and fits a model from data (override `fit`; optionally `warm_state` and `update`)."""
 
     name = "model"
+    #: Whether the models read their targets as class labels (a classifier) rather than real values.
+    classifier = False
 
     def fit(self, train_X: Tensor, train_Y: Tensor, bounds: Tensor, warm: WarmState = None) -> Model:
         """A fitted model on `n x d` inputs and `n x 1` outputs (maximisation sign)."""
@@ -74,15 +85,31 @@ class ModelFactory:
 class BoTorchFactory(ModelFactory):
     """A BoTorch model of the registry (default `SingleTaskGP`), fitted with `fit_gpytorch_mll`.
 
+    Regression only: its model is an exact GP with a Gaussian likelihood, so a classifier's
+    ``likelihood`` ("bernoulli", "softmax:C", a non-Gaussian gpytorch likelihood) is a `ValueError`
+    (use a gpvi factory: ``GPVIFactory("svgp", likelihood="bernoulli")``).
+
     Args:
         model: The registered name ("singletaskgp").
+        likelihood: None or "gaussian" (the model's own), or a Gaussian gpytorch likelihood passed
+            to the constructor.
         model_options: Passed to the model's constructor.
     """
 
-    def __init__(self, model: str = "singletaskgp", **model_options: Any) -> None:
+    def __init__(
+        self, model: str = "singletaskgp", *, likelihood: str | Likelihood | None = None, **model_options: Any
+    ) -> None:
         self.entry = get_model(model)
         if self.entry.trainer != "botorch":
             raise ValueError(f"{model!r} is not a BoTorch model fitted by fit_gpytorch_mll.")
+        if parse_likelihood(likelihood) is not None:
+            raise ValueError(
+                f"{model!r} is a regression model (an exact GP with a Gaussian likelihood): it cannot take "
+                f"likelihood={likelihood!r}; use a gpvi factory for a classifier, e.g. "
+                f"GPVIFactory('svgp', likelihood={likelihood!r})."
+            )
+        if isinstance(likelihood, Likelihood):
+            model_options["likelihood"] = likelihood
         self.name = self.entry.name
         self.model_options = model_options
 
@@ -104,8 +131,8 @@ class BoTorchFactory(ModelFactory):
 class SingleTaskGPFactory(BoTorchFactory):
     """BoTorch's `SingleTaskGP`, fitted with `fit_gpytorch_mll` (L-BFGS-B on the exact marginal likelihood)."""
 
-    def __init__(self, **model_options: Any) -> None:
-        super().__init__("singletaskgp", **model_options)
+    def __init__(self, *, likelihood: str | Likelihood | None = None, **model_options: Any) -> None:
+        super().__init__("singletaskgp", likelihood=likelihood, **model_options)
 
 
 class GPVIFactory(ModelFactory):
@@ -127,7 +154,8 @@ class GPVIFactory(ModelFactory):
             outputscale, no priors (gpvi's SVGP default before it took SingleTaskGP's).
         fit: "collapsed": q exact in closed form and L-BFGS on the collapsed bound plus the log prior
             (with Z = X this is SingleTaskGP's MAP fit); "ngd": natural-gradient steps on q plus
-            Adam; "default": the model's own default recipe.
+            Adam; "default": the model's own default recipe (always, for a classifier: the
+            collapsed bound needs a Gaussian likelihood, and asking for it is a `ValueError`).
         warm_start: Start each full refit from the previous model's hyperparameters (capped at
             ``warm_steps``) instead of from the kernel's initial values (``max_steps``). Default: on
             for "ngd"; otherwise off while n ≤ M (Z = X: SingleTaskGP's model, started like
@@ -138,6 +166,13 @@ class GPVIFactory(ModelFactory):
             against −105.9 in SingleTaskGP's mode).
         learn_inducing: Learn the inducing inputs. Default: only when n > M; with M ≥ n they stay at
             Z = X, where the collapsed bound is the exact marginal likelihood (its maximum over Z).
+        likelihood: None or "gaussian": regression (SingleTaskGP's Gaussian likelihood, targets
+            standardised); "bernoulli" (gpytorch's probit `BernoulliLikelihood`, labels in {0, 1});
+            "softmax:C" (`SoftmaxLikelihood` over C classes, one latent GP each, labels 0..C−1); or
+            a gpytorch `Likelihood` (copied for every model). A classifier's targets are labels, read
+            as given (no outcome transform); its kernel is SingleTaskGP's in a `ScaleKernel` (the
+            latent amplitude is learned: Gamma(2, 0.15) prior, as gpvi's models without a Gaussian
+            likelihood; "matern": Matérn-5/2 in a `ScaleKernel`), one per class for a softmax.
     """
 
     FITS: ClassVar[tuple[str, ...]] = ("collapsed", "ngd", "default")
@@ -156,12 +191,21 @@ class GPVIFactory(ModelFactory):
         fit: str | None = None,
         warm_start: bool | None = None,
         learn_inducing: bool | None = None,
+        likelihood: str | Likelihood | None = None,
     ) -> None:
         self.entry: ModelEntry = get_model(model)
         if self.entry.trainer != "gpvi":
             raise ValueError(f"{model!r} is not a gpvi model; use BoTorchFactory or a callable.")
+        self.likelihood = parse_likelihood(likelihood)  # None: Gaussian (SingleTaskGP's)
+        if isinstance(likelihood, _GaussianLikelihoodBase):
+            self.likelihood = likelihood
         defaults = self.entry.options_for("bo")
-        fit = defaults.get("fit", "default") if fit is None else fit
+        if self.classifier and fit == "collapsed":
+            raise ValueError(
+                f"fit='collapsed' needs a Gaussian likelihood; with likelihood={likelihood!r} use fit='default' "
+                "(the model's own recipe) or 'ngd'."
+            )
+        fit = ("default" if self.classifier else defaults.get("fit", "default")) if fit is None else fit
         if kernel not in ("singletaskgp", "matern"):
             raise ValueError(f"`kernel` must be 'singletaskgp' or 'matern', got {kernel!r}.")
         if fit not in self.FITS:
@@ -178,7 +222,34 @@ class GPVIFactory(ModelFactory):
         self.warm_start = True if warm_start is None and fit == "ngd" else warm_start
         self.learn_inducing = learn_inducing
 
+    @property
+    def classifier(self) -> bool:
+        """Whether the models read their targets as class labels (a likelihood other than Gaussian)."""
+        return self.likelihood is not None and not isinstance(self.likelihood, _GaussianLikelihoodBase)
+
     def _modules(self, d: int, dtype: Any) -> dict[str, Any]:
+        if self.likelihood is not None:
+            likelihood = copy.deepcopy(self.likelihood)  # a fresh one per model: none shares parameters
+            if self.classifier:
+                return {"kernel": self._classifier_kernel(d, likelihood, dtype), "likelihood": likelihood}
+            return {**self._modules_gaussian(d, dtype), "likelihood": likelihood.to(dtype)}
+        return self._modules_gaussian(d, dtype)
+
+    def _classifier_kernel(self, d: int, likelihood: Likelihood, dtype: Any) -> ScaleKernel:
+        """SingleTaskGP's kernel (or Matérn-5/2) in a `ScaleKernel`, batched over a softmax's classes."""
+        batch = torch.Size([likelihood.num_features]) if isinstance(likelihood, SoftmaxLikelihood) else torch.Size()
+        if self.kernel == "matern":
+            base = MaternKernel(nu=2.5, ard_num_dims=d, batch_shape=batch).to(dtype)
+            base.lengthscale = 0.5 * d**0.5 * UNIT_CUBE_SPREAD
+        else:
+            from gpvi.models.priors import singletaskgp_modules
+
+            base, _ = singletaskgp_modules(d, batch_shape=batch, dtype=dtype)
+        kernel = ScaleKernel(base, batch_shape=batch, outputscale_prior=GammaPrior(2.0, 0.15)).to(dtype)
+        kernel.outputscale = 1.0
+        return kernel
+
+    def _modules_gaussian(self, d: int, dtype: Any) -> dict[str, Any]:
         if self.kernel == "matern":
             kernel = ScaleKernel(MaternKernel(nu=2.5, ard_num_dims=d)).to(dtype)
             kernel.base_kernel.lengthscale = 0.5 * d**0.5 * UNIT_CUBE_SPREAD  # inputs normalised to the bounds
@@ -194,7 +265,7 @@ class GPVIFactory(ModelFactory):
             "inducing": self.inducing,
             "learn_inducing": self._learns_inducing(train_X.shape[-2]),
             "input_transform": Normalize(train_X.shape[-1], bounds=bounds),
-            "outcome_transform": Standardize(1),
+            "outcome_transform": None if self.classifier else Standardize(1),
             **self._modules(train_X.shape[-1], train_X.dtype),
         }
         params, open_ended = self.entry.constructor_parameters()  # a family without inducing inputs: no num_inducing
@@ -287,6 +358,30 @@ class CallableFactory(ModelFactory):
         return self.fn(train_X, train_Y)
 
 
+def parse_likelihood(likelihood: str | Likelihood | None) -> Likelihood | None:
+    """A classifier's likelihood from its name (`LIKELIHOODS`); None for a Gaussian one (by name or None).
+
+    "bernoulli": gpytorch's `BernoulliLikelihood` (probit); "softmax:C": `SoftmaxLikelihood` over C ≥ 2
+    classes without mixing weights; a gpytorch `Likelihood` other than Gaussian is returned as given.
+    """
+    if likelihood is None or isinstance(likelihood, _GaussianLikelihoodBase):
+        return None
+    if isinstance(likelihood, Likelihood):
+        return likelihood
+    if not isinstance(likelihood, str):
+        raise TypeError(f"`likelihood` must be a name {LIKELIHOODS} or a gpytorch Likelihood, got {likelihood!r}.")
+    name = likelihood.lower().strip()
+    if name == "gaussian":
+        return None
+    if name == "bernoulli":
+        return BernoulliLikelihood()
+    if name.startswith("softmax:"):
+        count = name.partition(":")[2]
+        if count.isdigit() and int(count) >= 2:
+            return SoftmaxLikelihood(num_classes=int(count), mixing_weights=False)
+    raise ValueError(f"Unknown `likelihood` {likelihood!r}: use one of {LIKELIHOODS} (C ≥ 2) or a gpytorch Likelihood.")
+
+
 def make_factory(spec: str | ModelFactory | Callable, **options: Any) -> ModelFactory:
     """A factory from a registered model name, a "module:attr" path, a factory or a callable."""
     if isinstance(spec, ModelFactory):
@@ -320,11 +415,13 @@ __all__ = [
     "CallableFactory",
     "DualSVGPFactory",
     "GPVIFactory",
+    "LIKELIHOODS",
     "MagmaClustFactory",
     "ModelFactory",
     "SVGPFactory",
     "SingleTaskGPFactory",
     "WarmState",
     "make_factory",
+    "parse_likelihood",
     "step_budget",
 ]

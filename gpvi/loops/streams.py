@@ -86,7 +86,9 @@ class MemoryDualFactory(DualSVGPFactory):
     A refit builds a `DualSVGP` on all data so far (the registry's "dual-svgp" options, with
     ``memory_size``); between refits (``BayesOpt(refit_every=K)``) each batch of new points goes
     through `update`: inducing inputs re-selected, hyperparameters refitted on the batch and the
-    memory, cost bounded by ``memory_size`` whatever the number of evaluations.
+    memory, cost bounded by ``memory_size`` whatever the number of evaluations. The same factory
+    serves `gpvi.loops.ActiveLearner` (``update="update"``: one full fit, then an update per step),
+    for classifiers too (``likelihood="bernoulli"`` or ``"softmax:C"``: the update absorbs the labels by CVI).
 
     Args:
         memory_size: The memory of each model (default 200).

@@ -4,16 +4,16 @@
 
 Written against the study kind (`gpvi.studies.kinds`): a header and the run counts, the kind's own
 sections (tables and plots, `StudyKind.report`), then the failed runs with the last line of their
-error (`gpvi.studies.status` prints progress the same way). The kind is `meta['kind']`, inferred from
-what the store holds when missing (evaluation rows: the first kind that stores them; metrics only:
-the first that does not). Every function works on an empty or partially filled store.
+error (`gpvi.studies.status` prints progress the same way). The kind is `meta['kind']`; stores
+written before kinds were recorded hold no kind, and were "bo" (evaluation rows, or empty) or
+"regression" (metrics only). Every function works on an empty or partially filled store.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from gpvi.studies.kinds import KINDS, StudyKind, get_kind
+from gpvi.studies.kinds import StudyKind, get_kind
 from gpvi.studies.store import Store
 from gpvi.studies.tables import failures_section, runs_line
 
@@ -25,8 +25,7 @@ def study_kind(store: Store) -> str:
         return kind
     has_metrics = bool(store.query("SELECT 1 FROM metrics LIMIT 1"))
     has_evals = bool(store.query("SELECT 1 FROM evaluations LIMIT 1"))
-    wants_evaluations = has_evals or not has_metrics
-    return next(name for name, k in KINDS.items() if k.stores_evaluations == wants_evaluations)
+    return "bo" if has_evals or not has_metrics else "regression"
 
 
 def study_name(store: Store) -> str:
