@@ -16,7 +16,9 @@ and stops early when the largest d_i falls below ``epsilon`` (the pool is spanne
 evaluated one pivot at a time, so memory is O(N M) instead of the N×N kernel matrix BoTorch forms
 (10 GB for N = 36 000), and ``fixed`` points are pivots taken first, whatever their variance (the
 memory method re-selects Z on every update while keeping what it must keep). Without ``fixed`` it
-selects the same points as BoTorch's (a test checks it). Cost O(N M²) time, O(N M) memory.
+selects the same points as BoTorch's (a test checks it). Cost O(N M²) time, O(N M) memory; a pool
+of at most `DENSE_POOL_MAX` points has its N×N kernel matrix built in one call instead (a streaming
+update's [Z; memory; batch]: one kernel call per pivot cost ~1 ms of gpytorch overhead each).
 """
 
 from __future__ import annotations
@@ -85,6 +87,10 @@ def kmeans_centres(X: Tensor, k: int, *, seed: int = 0) -> Tensor:
     return torch.as_tensor(centres, dtype=X.dtype, device=X.device)
 
 
+#: Pools of at most this many points have their kernel matrix built at once (≤ 32 MB in float64).
+DENSE_POOL_MAX = 2000
+
+
 @torch.no_grad()
 def greedy_variance_indices(
     X: Tensor, num: int, kernel: Kernel, *, fixed: Tensor | None = None, epsilon: float = 1e-6
@@ -105,6 +111,7 @@ def greedy_variance_indices(
     pool = X.detach() if fixed is None else torch.cat([fixed.detach().to(X), X.detach()], dim=-2)
     n = pool.shape[-2]
     diag = _first_member(kernel(pool, diag=True), n).clone()
+    dense = kernel(pool, pool).to_dense().reshape(-1, n, n)[0] if n <= DENSE_POOL_MAX else None
     rows = torch.zeros(F + num, n, dtype=pool.dtype, device=pool.device)
     picked: list[int] = []
     for k in range(F + num):
@@ -115,7 +122,7 @@ def greedy_variance_indices(
             if k > 0 and diag[i] < epsilon:
                 break
             picked.append(i - F)
-        row = _first_member(kernel(pool[i : i + 1], pool).to_dense(), n)
+        row = dense[i] if dense is not None else _first_member(kernel(pool[i : i + 1], pool).to_dense(), n)
         scale = diag[i].clamp_min(epsilon).sqrt() if k < F else diag[i].sqrt()
         rows[k] = (row - rows[:k, i] @ rows[:k]) / scale
         diag -= rows[k].pow(2)
@@ -128,4 +135,4 @@ def _first_member(values: Tensor, n: int) -> Tensor:
     return values.reshape(-1, n)[0]
 
 
-__all__ = ["MAX_KMEANS_POINTS", "greedy_variance_indices", "kmeans_centres", "select_inducing_points"]
+__all__ = ["DENSE_POOL_MAX", "MAX_KMEANS_POINTS", "greedy_variance_indices", "kmeans_centres", "select_inducing_points"]

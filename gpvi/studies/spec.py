@@ -4,7 +4,7 @@ Every study has a ``[study]`` table, a table array of what is studied and ``[[me
 
     [study]
     name = "synthetic"
-    kind = "bo"                 # a registered kind: "bo" (default) or "regression"
+    kind = "bo"                 # a registered kind: "bo" (default), "regression", "active", "continual"
     seeds = 10                  # n (seeds 0..n-1) or a list of ints ("splits" for regression)
     budget = 100                # iterations after the initial design (BO)
 
@@ -16,8 +16,9 @@ Every study has a ``[study]`` table, a table array of what is studied and ``[[me
     ...
 
 Everything below ``[study]``'s generic fields belongs to the kind (`gpvi.studies.kinds`): its extra
-[study] options (BO: ``q``, ``num_initial``), its problem table and its method fields. The BO
-format is in `gpvi.studies.kinds.bo`, the regression format in `gpvi.studies.kinds.regression`.
+[study] options (BO: ``q``, ``num_initial``; active: ``steps``, ``batch_size``), its problem table
+and its method fields. Each format is in its kind's module: `gpvi.studies.kinds.bo`,
+`gpvi.studies.kinds.regression`, `gpvi.studies.kinds.active`, `gpvi.studies.kinds.continual`.
 """
 
 from __future__ import annotations

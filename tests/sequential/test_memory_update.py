@@ -350,6 +350,28 @@ def test_the_registered_memory_dual_serves_bo_and_the_regression_study():
     assert model.num_data + model.num_summarised == 200
 
 
+def test_memory_dual_factory_refits_the_hyperparameters_every_k_points_seen():
+    from gpvi.loops.streams import MemoryDualFactory
+
+    X, Y = _stream(n=40, d=1, sort=False)
+    bounds = torch.tensor([[-3.0], [3.0]], dtype=DT)
+    factory = MemoryDualFactory(hyperparameters_every=3, memory_size=10, num_inducing=8, max_steps=5)
+    model = factory.fit(X[:5], Y[:5], bounds)
+
+    def theta():
+        kernel = model.model.covar_module
+        return torch.cat([p.detach().flatten().clone() for p in (*kernel.parameters(), *model.likelihood.parameters())])
+
+    moved = []
+    for i in range(5, 11):  # points seen 6 .. 11: θ refitted when 6 and 9 are reached
+        before = theta()
+        model = factory.update(model, X[i : i + 1], Y[i : i + 1])
+        moved.append(not torch.equal(before, theta()))
+    assert moved == [True, False, False, True, False, False]
+    with pytest.raises(ValueError, match="hyperparameters_every"):
+        MemoryDualFactory(hyperparameters_every=-1)
+
+
 def test_streaming_elbo_is_the_batch_bound_less_the_summarised_points_constants():
     """With a Gaussian likelihood and fixed θ and Z, the streaming ELBO (held data + E_q[log t_F] − KL)
     differs from the batch collapsed bound only by terms constant in q: for each summarised point,
