@@ -124,6 +124,9 @@ class MemoryDualFactory(DualSVGPFactory):
     def fit(self, train_X: Tensor, train_Y: Tensor, bounds: Tensor, warm: WarmState = None) -> DualSVGP:
         model = super().fit(train_X, train_Y, bounds, warm)
         model.memory_size, model.memory_selection = self.memory_size, self.memory_selection
+        # built with M = min(num_inducing, n) (Z = X while n ≤ M); the updates re-select up to the
+        # factory's M, not the n of the first fit (20 labels would otherwise cap Z at 20 points forever)
+        model.num_inducing_target = self.num_inducing
         return model
 
     def update(self, model: DualSVGP, X_new: Tensor, Y_new: Tensor) -> DualSVGP:
