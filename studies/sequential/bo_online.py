@@ -1,7 +1,8 @@
 """BO with online updates (issue 18, study 3): the memory-based dual GP against SingleTaskGP.
 
-Joins the two BO studies (`bo_online.toml`: "memory-dual", `DualSVGP.update` between full refits
-every 50 iterations, 1 000 evaluations; `bo_online_peer.toml`: SingleTaskGP refit at every
+Joins the BO studies (`bo_online.toml`: "memory-dual", `DualSVGP.update` between full refits
+every 50 iterations, 1 000 evaluations; `bo_online_fixed.toml`: the same at 200 evaluations after a
+fix of the memory model's inducing-point count; `bo_online_peer.toml`: SingleTaskGP refit at every
 iteration, 200 evaluations) and times SingleTaskGP's iteration where its study does not reach:
 at n = 200, 400, ..., 1 000 it fits SingleTaskGP (`fit_gpytorch_mll`, BoTorch's default) on the
 memory-dual run's first n points and maximises qLogEI with `BayesOpt`'s settings, ``--repeats``
@@ -106,6 +107,9 @@ def main() -> None:
     torch.set_num_threads(1)
     ours = load(HERE / "bo_online.sqlite")
     peer = load(HERE / "bo_online_peer.sqlite")
+    if (HERE / "bo_online_fixed.sqlite").exists():  # the memory model after the fix of 2026-12-05, 200 evaluations
+        fixed = load(HERE / "bo_online_fixed.sqlite")
+        peer.update({(p, f"{m} (fixed)"): runs for (p, m), runs in fixed.items()})
     problems = sorted({p for p, _ in ours} | {p for p, _ in peer})
 
     print("| problem | method | seeds | regret @200 (median) | regret @1000 (median) | regret @200 ÷ STGP |")

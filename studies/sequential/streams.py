@@ -767,6 +767,9 @@ def report(args) -> None:
         "for Sequential Learning*; peer: Bui, Nguyen & Turner (NeurIPS 2017), OSGPR-VFE "
         "(`gpvi.baselines.StreamingSGPR`).",
         "",
+        "The loops built on this model (active learning, continual learning on split digits, BO with online "
+        "updates) have their studies in [`loops.md`](loops.md).",
+        "",
         "## Commands",
         "",
         "```",
