@@ -64,7 +64,11 @@ def reference(tmp_path_factory) -> Path:
     """The tiny study run uninterrupted, in process."""
     folder = tmp_path_factory.mktemp("reference")
     (folder / "tiny.toml").write_text(TINY)
-    outcome = run_study(folder / "tiny.toml", workers=1, progress=False, log=lambda line: None)
+    threads = torch.get_num_threads()
+    try:  # one torch thread, as each worker of the runs compared with it (the last bits depend on it)
+        outcome = run_study(folder / "tiny.toml", workers=1, threads=1, progress=False, log=lambda line: None)
+    finally:
+        torch.set_num_threads(threads)
     assert (outcome.done, outcome.failed) == (12, 0)
     return outcome.db
 
