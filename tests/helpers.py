@@ -64,3 +64,14 @@ def exact_gp(kernel, X, y, noise, mean, Xs):
     mu = mean + ks @ torch.linalg.solve(Ky, y - mean)
     cov = kernel(Xs).to_dense() - ks @ torch.linalg.solve(Ky, ks.T)
     return lml, mu, cov
+
+
+def study_rows(db) -> list[tuple]:
+    """Every stored evaluation of a study database, with its run's (problem, method, seed), in a fixed order."""
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        return con.execute(
+            "SELECT r.problem, r.method, r.seed, e.idx, e.iteration, e.x, e.y, e.y_true, e.best, e.n_train "
+            "FROM evaluations e JOIN runs r USING (run_id) ORDER BY r.problem, r.method, r.seed, e.idx"
+        ).fetchall()

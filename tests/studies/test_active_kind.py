@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import torch
 
 from gpvi.loops import SVGPFactory
 from gpvi.studies import Store, StudyError, markdown_report, parse_spec, run_study
+from tests.helpers import study_rows
 
 STEPS = 3
 TINY = f"""
@@ -80,12 +80,7 @@ class FlakySVGPFactory(SVGPFactory):
         return super().fit(train_X, train_Y, bounds, warm)
 
 
-def _rows(db: Path) -> list[tuple]:
-    with sqlite3.connect(db) as con:
-        return con.execute(
-            "SELECT r.problem, r.method, r.seed, e.idx, e.iteration, e.x, e.y, e.y_true, e.best, e.n_train "
-            "FROM evaluations e JOIN runs r USING (run_id) ORDER BY r.problem, r.method, r.seed, e.idx"
-        ).fetchall()
+_rows = study_rows
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import gpvi.loops.continual as continual
 from gpvi.studies import Store, StudyError, parse_spec, run_study
 from gpvi.studies.report import markdown_report
 from gpvi.studies.status import status_text
+from tests.helpers import study_rows
 
 #: The fits stop at small step caps on purpose (tiny, fast runs).
 pytestmark = pytest.mark.filterwarnings("ignore::gpvi.progress.MaxStepsWarning")
@@ -47,12 +47,7 @@ options = { num_inducing = 8, max_steps = 2 }
 """
 
 
-def _rows(db: Path) -> list[tuple]:
-    with sqlite3.connect(db) as con:
-        return con.execute(
-            "SELECT r.problem, r.method, r.seed, e.idx, e.iteration, e.x, e.y, e.y_true, e.best, e.n_train "
-            "FROM evaluations e JOIN runs r USING (run_id) ORDER BY r.problem, r.method, r.seed, e.idx"
-        ).fetchall()
+_rows = study_rows
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from gpvi.studies import Store, StudyError, parse_spec, run_study
+from tests.helpers import study_rows
 
 FAST = "acquisition_options = { num_restarts = 2, raw_samples = 32, maxiter = 30 }"
 
@@ -51,12 +52,7 @@ options = {{ max_steps = 30, warm_steps = 10 }}
 """
 
 
-def _table(db: Path) -> list[tuple]:
-    with sqlite3.connect(db) as con:
-        return con.execute(
-            "SELECT r.problem, r.method, r.seed, e.idx, e.iteration, e.x, e.y, e.y_true, e.best, e.n_train "
-            "FROM evaluations e JOIN runs r USING (run_id) ORDER BY r.problem, r.method, r.seed, e.idx"
-        ).fetchall()
+_table = study_rows
 
 
 @pytest.fixture(scope="module")
