@@ -87,4 +87,10 @@ def test_train_test_split_errors():
 
 
 def test_public_names():
-    assert set(classification.__all__) == {"ContinualTask", "breast_cancer", "digits", "split_digits", "train_test_split"}
+    assert set(classification.__all__) == {
+        "ContinualTask",
+        "breast_cancer",
+        "digits",
+        "split_digits",
+        "train_test_split",
+    }
